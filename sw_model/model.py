@@ -11,6 +11,7 @@ import numpy as np
 
 from .spec import (
     EARLY_STOP_RULES,
+    ENCODINGS,
     READOUTS,
     RESET_MODES,
     WEIGHT_DISTRIBUTIONS,
@@ -74,6 +75,7 @@ def validate_arch(arch: ArchParams) -> None:
          f"weight_dist must be one of {WEIGHT_DISTRIBUTIONS}, not {arch.weight_dist!r}")
     need(arch.weight_source in WEIGHT_SOURCES,
          f"weight_source must be one of {WEIGHT_SOURCES}, not {arch.weight_source!r}")
+    need(arch.encoding in ENCODINGS, f"encoding must be one of {ENCODINGS}, not {arch.encoding!r}")
     need(0 <= arch.weight_seed <= 0xFFFFFFFF, f"weight_seed must lie in 0..2**32-1, not {arch.weight_seed}")
     smallest = min(arch.sizes[1:])
     need(1 <= arch.lanes <= smallest,

@@ -53,6 +53,7 @@ RESET_MODES = ("subtract", "zero")
 READOUTS = ("integrate", "spike_count")
 WEIGHT_SOURCES = ("rom", "hash")
 EARLY_STOP_RULES = ("off", "margin", "confidence")
+ENCODINGS = ("rate", "binary")
 
 
 def bit_length(value: int) -> int:
@@ -96,6 +97,7 @@ class ArchParams:
     readout: str = "integrate"
     lanes: int = 8
     weight_source: str = "rom"
+    encoding: str = "rate"              # "rate" (hardware) or "binary" (event frames, software only)
 
     def __post_init__(self):
         object.__setattr__(self, "sizes", tuple(int(s) for s in self.sizes))
