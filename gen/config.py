@@ -25,7 +25,7 @@ from sw_model.spec import (
 DATASETS = ("digits", "mnist", "nmnist")
 SIMULATORS = ("verilator", "icarus")
 # Inputs and classes of each dataset, known before any file is read.
-DATASET_SHAPES = {"digits": (64, 10), "mnist": (784, 10), "nmnist": (34 * 34 * 2, 10)}
+DATASET_SHAPES = {"digits": (64, 10), "mnist": (784, 10), "nmnist": (34 * 34, 10)}
 
 
 class ConfigError(ValueError):
@@ -62,7 +62,7 @@ SCHEMA: dict[str, dict[str, Key]] = {
         "test_fraction": _k(float, 0.25, "fraction of samples held out for test", 0.05, 0.5),
         "val_fraction": _k(float, 0.15, "fraction of the training samples used for calibration", 0.05, 0.5),
         "input_bits": _k(int, 4, "bits of an input intensity", 1, 8),
-        "limit": _k(int, 0, "use at most this many samples (0: all)", 0, 10**7),
+        "limit": _k(int, 0, "use at most this many training samples (0: all)", 0, 10**7),
     },
     "network": {
         "hidden": _k(list, [128], "hidden layer sizes", list_of=int, low=1, high=16383),

@@ -106,20 +106,34 @@ class Pipeline:
     # -- stages ---------------------------------------------------------------------------------
     def stage_data(self) -> dict:
         def body():
-            from sw_model.data import load_dataset
+            from sw_model import data as datasets
             d = self.config["data"]
-            splits = load_dataset(d["dataset"], path=d["path"] or None, input_bits=d["input_bits"],
-                                  seed=self.config.seed, test_fraction=d["test_fraction"],
-                                  val_fraction=d["val_fraction"], limit=d["limit"] or None)
+            seed = self.config.seed
+            if d["dataset"] == "digits":
+                ds = datasets.load_digits(input_bits=d["input_bits"], seed=seed,
+                                          test_fraction=d["test_fraction"],
+                                          val_fraction=d["val_fraction"])
+            elif d["dataset"] == "mnist":
+                ds = datasets.load_mnist(d["path"], input_bits=d["input_bits"], seed=seed,
+                                         val_fraction=d["val_fraction"])
+            else:
+                ds = datasets.load_nmnist(d["path"], timesteps=self.config["network"]["timesteps"],
+                                          seed=seed, val_fraction=d["val_fraction"])
+            arrays = {name: getattr(ds, name) for name in
+                      ("x_train", "y_train", "x_val", "y_val", "x_test", "y_test")}
+            if d["limit"]:
+                # The limit trims the training part only, so test numbers stay comparable.
+                arrays["x_train"] = arrays["x_train"][:d["limit"]]
+                arrays["y_train"] = arrays["y_train"][:d["limit"]]
             path = self.out / "data.npz"
-            np.savez_compressed(path, **splits.as_arrays())
-            result = {"dataset": d["dataset"], "n_in": splits.n_in, "n_classes": splits.n_classes,
-                      "train": len(splits.y_train), "val": len(splits.y_val), "test": len(splits.y_test)}
+            np.savez_compressed(path, **arrays)
+            result = {"dataset": ds.name, "n_in": ds.n_in, "n_classes": ds.n_classes,
+                      "train": len(arrays["y_train"]), "val": len(ds.y_val), "test": len(ds.y_test)}
             log.info("data: %s with %d inputs and %d classes; %d train, %d validation, %d test samples",
-                     d["dataset"], result["n_in"], result["n_classes"], result["train"], result["val"],
+                     ds.name, result["n_in"], result["n_classes"], result["train"], result["val"],
                      result["test"])
             return result, [path]
-        return self._run_stage("data", (), ("sw_model",), ("data",), body)
+        return self._run_stage("data", (), ("sw_model",), ("data", "network"), body)
 
     def stage_train(self) -> dict:
         def body():
