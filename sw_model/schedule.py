@@ -10,7 +10,10 @@ from .spec import ArchParams
 
 START_CYCLES = 1
 ENCODE_CYCLES = 1
-DRAIN_CYCLES_ROM = 1
+# The RTL registers block RAM outputs before the LIF arithmetic (its stage B) so that 100 MHz on
+# ECP5 leaves the block RAM clock-to-output delay out of the adder chain; the last update of a
+# layer therefore writes its spikes two cycles after it is issued.
+DRAIN_CYCLES_ROM = 2
 # Registers in the on-the-fly weight pipeline between the synapse coordinates and the lanes.
 HASH_STAGES = 3
 
