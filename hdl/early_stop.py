@@ -1,0 +1,197 @@
+"""The early-stop unit: top-1 search and the margin and confidence rules (section "Early stop")."""
+
+from __future__ import annotations
+
+import enum
+
+from amaranth.hdl import Module, Mux, Signal, signed, unsigned
+from amaranth.lib import data, memory, wiring
+from amaranth.lib.wiring import In, Out
+
+from sw_model.spec import EXP_LEN, EXP_ONE_SHIFT, SCALE_SHIFT, ArchParams, exp_table
+
+from .layout import index_bits
+
+__all__ = ["EarlyStop", "Rule", "SCALE_BITS", "CONF_LIMIT_BITS"]
+
+SCALE_BITS = 16       # SCALE[n] is a 16-bit unsigned register value
+CONF_LIMIT_BITS = 24  # conf_limit is a 24-bit unsigned register value
+
+
+class Rule(enum.IntEnum):
+    """Encoding of the ``ES_RULE`` register."""
+
+    OFF = 0
+    MARGIN = 1
+    CONFIDENCE = 2
+
+
+class _Phase(enum.IntEnum):
+    IDLE = 0
+    SCAN = 1
+    PASS = 2
+    FLUSH = 3
+    DECIDE = 4
+
+
+class EarlyStop(wiring.Component):
+    """Serial early-stop decision over the output accumulators after a timestep.
+
+    A first pass reads ``o_0 .. o_{n_out-1}``, one per cycle, and finds ``top1`` (the lowest
+    index of the maximum) and ``top2`` (the maximum over the other classes). The margin rule
+    fires when ``o_top1 - top2 >= margin``. The confidence rule adds a second pass that feeds
+    ``d_j = o_top1 - o_j`` through a multiplier and the ``EXP`` table: it fires when the sum over
+    ``j != top1`` of ``EXP[min((d_j * scale) >> 8, 127)]`` is at most ``conf_limit``. The rule
+    ``off`` never fires; the scan still finds the class.
+
+    Latency: with ``start`` high in cycle ``c``, ``done`` is high for one cycle, in cycle
+    ``c + n_out + 1`` for the rules ``off`` and ``margin`` and ``c + 2 * n_out + 3`` for
+    ``confidence``; these are the ``DECIDE`` cycles of ``sw_model.schedule.decide_cycles``.
+    ``fire`` is valid while ``done`` is high; ``top1`` from then until the next ``start``. The
+    settings and ``scores`` must hold from ``start`` to ``done``.
+
+    Parameters
+    ----------
+    arch : ArchParams
+        Selects ``n_out`` and ``output_bits``.
+
+    Members
+    -------
+    start : In(1)
+        Begin a decision.
+    rule : In(2)
+        A :class:`Rule` value; 3 behaves as ``off``.
+    margin : In(output_bits)
+        Margin threshold, unsigned.
+    scale : In(16)
+        ``SCALE[n]`` of the timestep just finished.
+    conf_limit : In(24)
+        Bound on the sum of ``EXP`` terms.
+    scores : In(ArrayLayout(signed(output_bits), n_out))
+        Output accumulators ``o_j``.
+    done : Out(1)
+        Last cycle of the decision.
+    fire : Out(1)
+        The rule fires (valid with ``done``).
+    top1 : Out(bits for n_out)
+        Class with the highest score, lowest index on ties.
+    """
+
+    def __init__(self, arch: ArchParams):
+        if not isinstance(arch, ArchParams):
+            raise TypeError(f"arch must be an ArchParams, not {arch!r}")
+        self._arch = arch
+        super().__init__({
+            "start": In(1),
+            "rule": In(2),
+            "margin": In(arch.output_bits),
+            "scale": In(SCALE_BITS),
+            "conf_limit": In(CONF_LIMIT_BITS),
+            "scores": In(data.ArrayLayout(signed(arch.output_bits), arch.n_out)),
+            "done": Out(1),
+            "fire": Out(1),
+            "top1": Out(index_bits(arch.n_out)),
+        })
+
+    def elaborate(self, platform):
+        m = Module()
+        arch = self._arch
+        n_out = arch.n_out
+        bits = arch.output_bits
+        score_min = -(1 << (bits - 1))
+
+        phase = Signal(range(len(_Phase)), init=_Phase.IDLE)
+        index = Signal(range(n_out))
+        flush = Signal(range(2))
+        score = Signal(signed(bits))
+        m.d.comb += score.eq(self.scores[index])
+
+        best = Signal(signed(bits))
+        second = Signal(signed(bits))
+
+        # Confidence pipeline, one stage per register: distance, product, table address, sum.
+        distance_bits = min(bits + 1, SCALE_BITS)
+        distance = Signal(distance_bits)
+        distance_valid = Signal()
+        product = Signal(distance_bits + SCALE_BITS)
+        product_valid = Signal()
+        term_valid = Signal()
+        term_is_one = Signal()
+        sum_bits = ((n_out - 1) << EXP_ONE_SHIFT).bit_length()
+        total = Signal(sum_bits)
+
+        # EXP[0] = 2**16 needs a 17th bit that no other entry uses: the ROM stores 16 bits and
+        # term_is_one supplies EXP[0].
+        exp_rom = memory.Memory(shape=unsigned(EXP_ONE_SHIFT), depth=EXP_LEN,
+                                init=[min(int(v), (1 << EXP_ONE_SHIFT) - 1) for v in exp_table()])
+        m.submodules.exp_rom = exp_rom
+        exp_read = exp_rom.read_port()
+
+        table_index = Signal(range(EXP_LEN))
+        shifted = product[SCALE_SHIFT:]
+        m.d.comb += table_index.eq(Mux(shifted >= EXP_LEN - 1, EXP_LEN - 1, shifted))
+        m.d.comb += exp_read.addr.eq(table_index)
+        term = Mux(term_valid, Mux(term_is_one, 1 << EXP_ONE_SHIFT, exp_read.data), 0)
+
+        raw_distance = best - score
+        if bits + 1 > SCALE_BITS:
+            # Clamping keeps k: for d >= 2**16 and scale >= 1 both d and 2**16 - 1 give
+            # (d * scale) >> 8 >= 255 > 127, and scale = 0 gives 0 for both.
+            clamped = Mux(raw_distance > (1 << SCALE_BITS) - 1, (1 << SCALE_BITS) - 1,
+                          raw_distance)
+        else:
+            clamped = raw_distance
+        m.d.sync += [
+            distance.eq(clamped),
+            distance_valid.eq((phase == _Phase.PASS) & (index != self.top1)),
+            product.eq(distance * self.scale),
+            product_valid.eq(distance_valid),
+            term_valid.eq(product_valid),
+            term_is_one.eq(table_index == 0),
+        ]
+
+        with m.Switch(phase):
+            with m.Case(_Phase.IDLE):
+                pass
+
+            with m.Case(_Phase.SCAN):
+                with m.If(index == 0):
+                    m.d.sync += [best.eq(score), self.top1.eq(0), second.eq(score_min)]
+                with m.Elif(score > best):
+                    m.d.sync += [best.eq(score), self.top1.eq(index), second.eq(best)]
+                with m.Elif(score > second):
+                    m.d.sync += second.eq(score)
+                m.d.sync += index.eq(index + 1)
+                with m.If(index == n_out - 1):
+                    m.d.sync += index.eq(0)
+                    with m.If(self.rule == Rule.CONFIDENCE):
+                        m.d.sync += [phase.eq(_Phase.PASS), total.eq(0)]
+                    with m.Else():
+                        m.d.sync += phase.eq(_Phase.DECIDE)
+
+            with m.Case(_Phase.PASS):
+                m.d.sync += index.eq(index + 1)
+                with m.If(index == n_out - 1):
+                    m.d.sync += [index.eq(0), flush.eq(0), phase.eq(_Phase.FLUSH)]
+
+            with m.Case(_Phase.FLUSH):
+                # Two cycles for the product and table registers of the last class.
+                m.d.sync += flush.eq(flush + 1)
+                with m.If(flush == 1):
+                    m.d.sync += phase.eq(_Phase.DECIDE)
+
+            with m.Case(_Phase.DECIDE):
+                m.d.comb += self.done.eq(1)
+                with m.Switch(self.rule):
+                    with m.Case(Rule.MARGIN):
+                        m.d.comb += self.fire.eq(best - second >= self.margin)
+                    with m.Case(Rule.CONFIDENCE):
+                        m.d.comb += self.fire.eq(total + term <= self.conf_limit)
+                m.d.sync += phase.eq(_Phase.IDLE)
+
+        with m.If(term_valid):
+            m.d.sync += total.eq(total + term)
+
+        with m.If(self.start):
+            m.d.sync += [index.eq(0), phase.eq(_Phase.SCAN)]
+        return m
