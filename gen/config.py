@@ -89,11 +89,13 @@ SCHEMA: dict[str, dict[str, Key]] = {
     },
     "early_stop": {
         "rule": _k(str, "margin", "early-stop rule", choices=EARLY_STOP_RULES),
-        "min_steps": _k(int, 1, "no stop before this many timesteps", 1, 255),
+        "min_steps": _k(int, "auto", "no stop before this many timesteps; auto: calibrate", 1, 255,
+                        auto=True),
         "margin": _k(int, "auto", "margin rule threshold; auto: calibrate", 0, 2**31 - 1, auto=True),
         "confidence": _k(float, "auto", "confidence rule probability; auto: calibrate", 0.01, 0.9999,
                          auto=True),
-        "alpha": _k(float, 1.0, "confidence rule softmax temperature", 0.05, 1000.0),
+        "alpha": _k(float, "auto", "confidence rule softmax temperature; auto: calibrate", 0.05, 1000.0,
+                    auto=True),
         "max_accuracy_drop": _k(float, 0.005, "calibration: accuracy loss allowed against the full "
                                 "budget on the validation split (0.005 = 0.5 points)", 0.0, 1.0),
     },
@@ -231,7 +233,7 @@ def _check_relations(config: Config) -> None:
                           f"set [data] path to the folder that holds them")
     if not net["hidden"]:
         raise ConfigError("[network] hidden = [] is invalid: at least one hidden layer is required")
-    if es["min_steps"] > net["timesteps"]:
+    if es["min_steps"] != "auto" and es["min_steps"] > net["timesteps"]:
         raise ConfigError(f"[early_stop] min_steps = {es['min_steps']} exceeds [network] timesteps = "
                           f"{net['timesteps']}; lower min_steps")
     spiking = len(net["hidden"]) + (1 if net["readout"] == "spike_count" else 0)

@@ -175,7 +175,7 @@ class Pipeline:
                           meta={"config": self.config.name, "dataset": self.results["data"]["dataset"],
                                 "versions": tool_versions()})
             es = calibrate_early_stop(model, splits["x_val"], splits["y_val"], rule=es_cfg["rule"],
-                                      min_steps=es_cfg["min_steps"], margin=es_cfg["margin"],
+                                      min_steps=None if es_cfg["min_steps"] == "auto" else es_cfg["min_steps"], margin=es_cfg["margin"],
                                       confidence=es_cfg["confidence"], alpha=es_cfg["alpha"],
                                       max_accuracy_drop=es_cfg["max_accuracy_drop"])
             model = replace(model, early_stop=es)
