@@ -1,7 +1,9 @@
-"""Simulator helpers shared by the tests of the accelerator core (tests/test_hdl_*.py).
+"""Drivers for the accelerator core in the Amaranth simulator.
 
-Writing a waveform is opt-in: set HDL_VCD_DIR to a folder and each simulation writes
-``<name>.vcd`` there.
+They speak the sample stream, the result stream and the register bus of
+:class:`hdl.core.Accelerator` from ``sim.add_testbench`` coroutines, and ``run_core`` runs whole
+samples. The tests in tests/test_hdl_*.py use them. Writing a waveform is opt-in: set
+HDL_VCD_DIR to a folder and each simulation writes ``<name>.vcd`` there.
 """
 
 from __future__ import annotations
@@ -13,10 +15,11 @@ from pathlib import Path
 import numpy as np
 from amaranth.sim import Simulator
 
-from hdl.core import Accelerator
-from hdl.regs import Register
 from sw_model.model import Model
 from sw_model.spec import EARLY_STOP_RULES, ArchParams, EarlyStopParams
+
+from .core import Accelerator
+from .regs import Register
 
 TIMEOUT = 20000  # cycles any single wait may take before the test fails
 

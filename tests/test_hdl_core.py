@@ -1,11 +1,11 @@
-"""Whole-core simulations against the NumPy golden model (sw_model.golden)."""
 # amaranth: UnusedElaboratable=no
+"""Whole-core simulations against the NumPy golden model (sw_model.golden)."""
 
 import numpy as np
 import pytest
 
 from hdl.core import Accelerator
-from hdl_harness import random_model, run_core
+from hdl.sim import random_model, run_core
 from sw_model import golden
 from sw_model.model import Model
 from sw_model.spec import ArchParams, EarlyStopParams, confidence_limit, scale_table
