@@ -6,14 +6,19 @@ is the golden model's (:func:`sw_model.golden.rule_fires`, section "Early stop" 
 docs/architecture.md), so the accuracy and mean timesteps reported here are the ones the
 hardware gives on the same samples.
 
-The search picks the setting with the fewest mean timesteps whose accuracy stays within
-``max_drop`` of the accuracy at the full budget with early stop off.
+The search picks the setting with the fewest mean timesteps whose loss stays within
+``max_drop``. The loss is one of two criteria:
+
+- ``"agreement"`` (default): the fraction of samples whose class differs from the class at the
+  full budget with early stop off. It bounds the accuracy drop from above, and it varies less
+  between splits than the drop itself, so settings chosen with it transfer better to new data.
+- ``"accuracy"``: the accuracy at the full budget minus the accuracy with early stop.
 """
 
 from __future__ import annotations
 
 import logging
-from dataclasses import dataclass, field, replace
+from dataclasses import dataclass, field
 
 import numpy as np
 
@@ -33,6 +38,7 @@ __all__ = [
 log = logging.getLogger(__name__)
 
 DEFAULT_ALPHAS = tuple(float(a) for a in np.geomspace(0.25, 256.0, 21))
+CRITERIA = ("agreement", "accuracy")
 DEFAULT_CONFIDENCES = (0.5, 0.6, 0.7, 0.8, 0.85, 0.9, 0.93, 0.95, 0.97, 0.98, 0.99, 0.995, 0.998,
                        0.999, 0.9995, 0.9999)
 
@@ -41,15 +47,18 @@ DEFAULT_CONFIDENCES = (0.5, 0.6, 0.7, 0.8, 0.85, 0.9, 0.93, 0.95, 0.97, 0.98, 0.
 class CalibrationResult:
     """The chosen early-stop settings and what they give on the calibration samples.
 
-    ``accuracy_full`` is the accuracy at the budget with early stop off; ``accuracy`` and
-    ``mean_steps`` are those of ``early_stop``; ``candidates`` lists every setting tried as
-    dicts with the setting's fields plus ``accuracy`` and ``mean_steps``.
+    ``accuracy_full`` is the accuracy at the budget with early stop off. ``accuracy``,
+    ``disagreement`` (fraction of classes that differ from the full-budget ones) and
+    ``mean_steps`` belong to ``early_stop``. ``candidates`` lists every setting tried, as dicts
+    of the setting's fields plus those three values.
     """
 
     early_stop: EarlyStopParams
     accuracy_full: float
     accuracy: float
+    disagreement: float
     mean_steps: float
+    criterion: str
     candidates: list[dict] = field(default_factory=list, repr=False)
 
     @property
@@ -86,38 +95,71 @@ def simulate_early_stop(arch: ArchParams, es: EarlyStopParams, outputs: np.ndarr
     return classes.astype(np.int64), steps
 
 
-def _evaluate(arch: ArchParams, es: EarlyStopParams, outputs: np.ndarray, labels: np.ndarray
-              ) -> tuple[float, float]:
-    classes, steps = simulate_early_stop(arch, es, outputs)
-    return float((classes == labels).mean()), float(steps.mean())
+@dataclass(frozen=True)
+class _Score:
+    accuracy: float
+    disagreement: float
+    mean_steps: float
 
 
-def _choose(arch: ArchParams, settings: list[EarlyStopParams], outputs: np.ndarray,
-            labels: np.ndarray, max_drop: float, describe: str) -> CalibrationResult:
-    budget = settings[0].budget
-    full = replace(settings[0], rule="off", min_steps=1)
-    accuracy_full, _ = _evaluate(arch, full, outputs, labels)
-    best: tuple | None = None
-    candidates = []
-    for es in settings:
-        acc, mean_steps = _evaluate(arch, es, outputs, labels)
-        entry = {**es.to_dict(), "accuracy": acc, "mean_steps": mean_steps}
+class _Search:
+    """Tracks the setting with the fewest mean steps whose loss stays within ``max_drop``."""
+
+    def __init__(self, criterion: str, max_drop: float, full_classes: np.ndarray,
+                 labels: np.ndarray):
+        if criterion not in CRITERIA:
+            raise ValueError(f"criterion must be one of {CRITERIA}, not {criterion!r}")
+        if not 0.0 <= max_drop <= 1.0:
+            raise ValueError(f"max_drop must lie in 0..1 (a fraction), not {max_drop!r}")
+        self.criterion = criterion
+        self.max_drop = max_drop
+        self.full_classes = full_classes
+        self.labels = labels
+        self.accuracy_full = float((full_classes == labels).mean())
+        self.best: tuple | None = None
+        self.candidates: list[dict] = []
+
+    def score(self, classes: np.ndarray, steps: np.ndarray) -> _Score:
+        return _Score(accuracy=float((classes == self.labels).mean()),
+                      disagreement=float((classes != self.full_classes).mean()),
+                      mean_steps=float(steps.mean()))
+
+    def offer(self, es: EarlyStopParams, score: _Score) -> None:
+        entry = {**es.to_dict(), "accuracy": score.accuracy, "disagreement": score.disagreement,
+                 "mean_steps": score.mean_steps}
         entry.pop("scale")
-        candidates.append(entry)
-        # Small tolerance so a drop of exactly max_drop is accepted despite float rounding.
-        if accuracy_full - acc > max_drop + 1e-9:
-            continue
-        key = (mean_steps, -acc)
-        if best is None or key < best[0]:
-            best = (key, es, acc, mean_steps)
-    if best is None:
-        # Cannot happen for valid inputs: the rule that never fires is among the settings.
-        best = ((budget, -accuracy_full), full, accuracy_full, float(budget))
-    _, es, acc, mean_steps = best
-    log.info("%s: accuracy %.4f -> %.4f, mean steps %.2f of %d (%s)", describe, accuracy_full, acc,
-             mean_steps, budget, {k: v for k, v in es.to_dict().items() if k != "scale"})
-    return CalibrationResult(early_stop=es, accuracy_full=accuracy_full, accuracy=acc,
-                             mean_steps=mean_steps, candidates=candidates)
+        self.candidates.append(entry)
+        if self.criterion == "agreement":
+            loss = score.disagreement
+        else:
+            loss = self.accuracy_full - score.accuracy
+        # The tolerance accepts a loss of exactly max_drop despite float rounding.
+        if loss > self.max_drop + 1e-9:
+            return
+        key = (score.mean_steps, -score.accuracy)
+        if self.best is None or key < self.best[0]:
+            self.best = (key, es, score)
+
+    def result(self, budget: int, describe: str) -> CalibrationResult:
+        if self.best is None:
+            # Only reachable when no candidate can be the rule that never fires.
+            es = EarlyStopParams(rule="off", budget=budget)
+            score = _Score(self.accuracy_full, 0.0, float(budget))
+        else:
+            _, es, score = self.best
+        log.info("%s: accuracy %.4f -> %.4f, %.2f%% of classes changed, mean steps %.2f of %d "
+                 "(%s)", describe, self.accuracy_full, score.accuracy, 100 * score.disagreement,
+                 score.mean_steps, budget,
+                 {k: v for k, v in es.to_dict().items() if k not in ("scale", "budget")})
+        return CalibrationResult(early_stop=es, accuracy_full=self.accuracy_full,
+                                 accuracy=score.accuracy, disagreement=score.disagreement,
+                                 mean_steps=score.mean_steps, criterion=self.criterion,
+                                 candidates=self.candidates)
+
+
+def _full_classes(outputs: np.ndarray, budget: int) -> np.ndarray:
+    classes, _ = top_two(outputs[budget - 1])
+    return classes.astype(np.int64)
 
 
 def _check_outputs(arch: ArchParams, outputs: np.ndarray, labels: np.ndarray, budget: int
@@ -137,15 +179,16 @@ def _check_outputs(arch: ArchParams, outputs: np.ndarray, labels: np.ndarray, bu
 
 def calibrate_margin(arch: ArchParams, outputs: np.ndarray, labels: np.ndarray, *,
                      budget: int | None = None, max_drop: float = 0.005,
+                     criterion: str = "agreement",
                      min_steps_options: tuple[int, ...] = (1, 2, 3, 4)) -> CalibrationResult:
     """Choose ``margin`` and ``min_steps`` of the margin rule.
 
-    ``outputs`` int64 (T, N, n_out), ``labels`` int64 (N,). ``max_drop`` is the accepted
-    accuracy loss as a fraction (0.005 is half a point). The stop step changes only where the
-    margin crosses a top-1 margin ``o_top1 - top2`` seen in ``outputs``, so those values (and one
-    above the largest, which never fires) are the only margins tried, with each ``min_steps``.
-    The search evaluates the rule in bulk on those margins; the chosen setting is then checked
-    with :func:`simulate_early_stop`, the golden model's decision.
+    ``outputs`` int64 (T, N, n_out), ``labels`` int64 (N,). ``max_drop`` is the accepted loss
+    under ``criterion`` as a fraction (0.005 is half a point). The stop step changes only where
+    the margin crosses a top-1 margin ``o_top1 - top2`` seen in ``outputs``, so those values
+    (and one above the largest, which never fires) are the only margins tried, with each
+    ``min_steps``. The search evaluates the rule in bulk on those margins, and the chosen
+    setting is then checked with :func:`simulate_early_stop`, the golden model's decision.
     """
     budget = arch.timesteps if budget is None else budget
     outputs, labels = _check_outputs(arch, outputs, labels, budget)
@@ -153,77 +196,64 @@ def calibrate_margin(arch: ArchParams, outputs: np.ndarray, labels: np.ndarray, 
     flat = outputs[:budget].reshape(-1, arch.n_out)
     top1, top2 = top_two(flat)
     gap = (flat[np.arange(len(top1)), top1] - top2).reshape(budget, samples)
-    correct = (top1.reshape(budget, samples) == labels[None, :])
+    top1 = top1.reshape(budget, samples)
     margin_max = (1 << arch.output_bits) - 1
     margins = np.unique(np.concatenate([gap.ravel(), [gap.max() + 1]]))
     margins = margins[(margins >= 0) & (margins <= margin_max)]
-    accuracy_full = float(correct[budget - 1].mean())
 
+    search = _Search(criterion, max_drop, top1[budget - 1], labels)
     rows = np.arange(samples)
-    best: tuple | None = None
-    candidates = []
     for min_steps in sorted({min(t, budget) for t in min_steps_options}):
-        window = gap[min_steps - 1:budget - 1]  # steps that may stop before the budget
+        window = gap[min_steps - 1:budget - 1]  # the steps that may stop before the budget
         for margin in margins:
             fires = window >= margin
-            any_fire = fires.any(axis=0)
-            steps = np.where(any_fire, fires.argmax(axis=0) + min_steps, budget)
-            acc = float(correct[steps - 1, rows].mean())
-            mean_steps = float(steps.mean())
-            candidates.append({"rule": "margin", "budget": budget, "min_steps": min_steps,
-                               "margin": int(margin), "accuracy": acc, "mean_steps": mean_steps})
-            if accuracy_full - acc > max_drop + 1e-9:
-                continue
-            key = (mean_steps, -acc)
-            if best is None or key < best[0]:
-                best = (key, int(margin), min_steps, acc, mean_steps)
-    # margins contains gap.max() + 1, which never fires and loses nothing, unless that value is
-    # past the register's range; then fall back to early stop off.
-    if best is None:
-        es = EarlyStopParams(rule="off", budget=budget)
-        acc, mean_steps = accuracy_full, float(budget)
-    else:
-        _, margin, min_steps, acc, mean_steps = best
-        es = EarlyStopParams(rule="margin", budget=budget, min_steps=min_steps, margin=margin)
-    checked_acc, checked_steps = _evaluate(arch, es, outputs, labels)
-    if (checked_acc, checked_steps) != (acc, mean_steps):
-        raise AssertionError(f"bulk margin search and the golden decision disagree for {es}: "
-                             f"{(acc, mean_steps)} != {(checked_acc, checked_steps)}")
-    log.info("margin rule: accuracy %.4f -> %.4f, mean steps %.2f of %d (margin %d, min_steps %d)",
-             accuracy_full, acc, mean_steps, budget, es.margin, es.min_steps)
-    return CalibrationResult(early_stop=es, accuracy_full=accuracy_full, accuracy=acc,
-                             mean_steps=mean_steps, candidates=candidates)
+            steps = np.where(fires.any(axis=0), fires.argmax(axis=0) + min_steps, budget)
+            es = EarlyStopParams(rule="margin", budget=budget, min_steps=min_steps,
+                                 margin=int(margin))
+            search.offer(es, search.score(top1[steps - 1, rows], steps))
+    result = search.result(budget, "margin rule")
+
+    classes, steps = simulate_early_stop(arch, result.early_stop, outputs)
+    checked = search.score(classes, steps)
+    if (checked.accuracy, checked.mean_steps) != (result.accuracy, result.mean_steps):
+        raise AssertionError(f"bulk margin search and the golden decision disagree for "
+                             f"{result.early_stop}: {result} != {checked}")
+    return result
 
 
 def calibrate_confidence(arch: ArchParams, outputs: np.ndarray, labels: np.ndarray, *,
                          budget: int | None = None, max_drop: float = 0.005,
+                         criterion: str = "agreement",
                          alphas: tuple[float, ...] = DEFAULT_ALPHAS,
                          confidences: tuple[float, ...] = DEFAULT_CONFIDENCES,
                          min_steps_options: tuple[int, ...] = (1, 2, 3)) -> CalibrationResult:
     """Choose ``alpha``, ``confidence`` (p) and ``min_steps`` of the confidence rule.
 
-    The returned settings carry the integer form the hardware reads: ``scale`` from
-    :func:`sw_model.spec.scale_table` and ``conf_limit`` from
-    :func:`sw_model.spec.confidence_limit`. ``alpha`` is in output LSBs per step; values whose
-    ``SCALE[1]`` does not fit 16 bits are skipped.
+    Arguments are as for :func:`calibrate_margin`. The returned settings carry the integer form
+    the hardware reads: ``scale`` from :func:`sw_model.spec.scale_table` and ``conf_limit`` from
+    :func:`sw_model.spec.confidence_limit`. ``alpha`` is in output LSBs per step, and values
+    whose ``SCALE[1]`` does not fit 16 bits are skipped. Every setting runs through
+    :func:`simulate_early_stop`, the golden model's decision.
     """
     budget = arch.timesteps if budget is None else budget
     outputs, labels = _check_outputs(arch, outputs, labels, budget)
-    settings = []
+    search = _Search(criterion, max_drop, _full_classes(outputs, budget), labels)
+    tried = 0
     for alpha in alphas:
         try:
             scale = scale_table(alpha, budget)
         except ValueError:
             continue
         for p in confidences:
-            for t in sorted(set(min_steps_options)):
-                settings.append(EarlyStopParams(rule="confidence", budget=budget,
-                                                min_steps=min(t, budget), alpha=alpha,
-                                                confidence=p, scale=scale,
-                                                conf_limit=confidence_limit(p)))
-    if not settings:
+            for min_steps in sorted({min(t, budget) for t in min_steps_options}):
+                es = EarlyStopParams(rule="confidence", budget=budget, min_steps=min_steps,
+                                     alpha=alpha, confidence=p, scale=scale,
+                                     conf_limit=confidence_limit(p))
+                search.offer(es, search.score(*simulate_early_stop(arch, es, outputs)))
+                tried += 1
+    if not tried:
         raise ValueError(f"no alpha in {alphas} gives a SCALE table that fits 16 bits")
-    return _choose(arch, settings, outputs, labels, max_drop, "confidence rule")
+    return search.result(budget, "confidence rule")
 
 
 def calibrate(arch: ArchParams, outputs: np.ndarray, labels: np.ndarray, rule: str = "margin",
@@ -240,15 +270,17 @@ def calibrate_early_stop(model: Model, x_val: np.ndarray, y_val: np.ndarray, *,
                          rule: str = "margin", min_steps: int | None = None,
                          margin: int | str = "auto", confidence: float | str = "auto",
                          alpha: float | str | None = "auto", max_accuracy_drop: float = 0.005,
-                         budget: int | None = None) -> EarlyStopParams:
+                         criterion: str = "agreement", budget: int | None = None
+                         ) -> EarlyStopParams:
     """Return early-stop settings for ``model``, calibrated on a validation split.
 
     ``x_val`` contains inputs as :func:`sw_model.golden.run` takes them, ``y_val`` int64 (N,)
     labels. The golden model runs the split once at the full budget and the rules are then
     evaluated on its accumulators. ``"auto"`` values are searched; given values are kept, so a
     fixed ``margin`` or fixed ``alpha`` and ``confidence`` return as given. ``min_steps`` None
-    searches 1..4 for the margin rule and 1..3 for the confidence rule. ``rule="off"`` returns
-    the full budget without calibration.
+    searches 1..4 for the margin rule and 1..3 for the confidence rule. ``max_accuracy_drop``
+    bounds the loss under ``criterion`` (see the module docstring). ``rule="off"`` returns the
+    full budget without calibration.
     """
     arch = model.arch
     budget = arch.timesteps if budget is None else budget
@@ -262,7 +294,7 @@ def calibrate_early_stop(model: Model, x_val: np.ndarray, y_val: np.ndarray, *,
                                    margin=int(margin))
         options = (1, 2, 3, 4) if min_steps is None else (min_steps,)
         result = calibrate_margin(arch, outputs, y_val, budget=budget, max_drop=max_accuracy_drop,
-                                  min_steps_options=options)
+                                  criterion=criterion, min_steps_options=options)
         return result.early_stop
     if rule == "confidence":
         alphas = DEFAULT_ALPHAS if alpha in ("auto", None) else (float(alpha),)
@@ -274,7 +306,8 @@ def calibrate_early_stop(model: Model, x_val: np.ndarray, y_val: np.ndarray, *,
                                    scale=scale_table(alphas[0], budget),
                                    conf_limit=confidence_limit(confidences[0]))
         result = calibrate_confidence(arch, outputs, y_val, budget=budget,
-                                      max_drop=max_accuracy_drop, alphas=alphas,
+                                      max_drop=max_accuracy_drop, criterion=criterion,
+                                      alphas=alphas,
                                       confidences=confidences, min_steps_options=options)
         return result.early_stop
     raise ValueError(f"rule must be 'off', 'margin' or 'confidence', not {rule!r}")

@@ -73,13 +73,36 @@ def test_margin_calibration_within_drop(network, max_drop):
     assert result.mean_steps < ARCH.timesteps
 
 
-def test_margin_calibration_is_minimal(network):
+@pytest.mark.parametrize("criterion", ["agreement", "accuracy"])
+def test_margin_calibration_is_minimal(network, criterion):
     """No candidate within the drop uses fewer steps than the chosen one."""
     _, _, outputs, labels = network
-    result = calibrate_margin(ARCH, outputs, labels, max_drop=0.01)
-    feasible = [c["mean_steps"] for c in result.candidates
-                if result.accuracy_full - c["accuracy"] <= 0.01 + 1e-9]
+    result = calibrate_margin(ARCH, outputs, labels, max_drop=0.01, criterion=criterion)
+    assert result.criterion == criterion
+    if criterion == "agreement":
+        feasible = [c["mean_steps"] for c in result.candidates if c["disagreement"] <= 0.01 + 1e-9]
+    else:
+        feasible = [c["mean_steps"] for c in result.candidates
+                    if result.accuracy_full - c["accuracy"] <= 0.01 + 1e-9]
     assert result.mean_steps == min(feasible)
+
+
+def test_disagreement_bounds_accuracy_drop(network):
+    _, _, outputs, labels = network
+    result = calibrate_margin(ARCH, outputs, labels, max_drop=0.05)
+    for candidate in result.candidates:
+        drop = result.accuracy_full - candidate["accuracy"]
+        assert drop <= candidate["disagreement"] + 1e-9
+    assert result.disagreement <= 0.05 + 1e-9
+
+
+def test_accuracy_criterion_is_looser(network):
+    _, _, outputs, labels = network
+    agreement = calibrate_margin(ARCH, outputs, labels, max_drop=0.02, criterion="agreement")
+    accuracy = calibrate_margin(ARCH, outputs, labels, max_drop=0.02, criterion="accuracy")
+    assert accuracy.mean_steps <= agreement.mean_steps
+    with pytest.raises(ValueError, match="criterion must be one of"):
+        calibrate_margin(ARCH, outputs, labels, criterion="recall")
 
 
 def test_larger_drop_saves_more_steps(network):
