@@ -207,7 +207,10 @@ def calibrate_margin(arch: ArchParams, outputs: np.ndarray, labels: np.ndarray, 
         window = gap[min_steps - 1:budget - 1]  # the steps that may stop before the budget
         for margin in margins:
             fires = window >= margin
-            steps = np.where(fires.any(axis=0), fires.argmax(axis=0) + min_steps, budget)
+            if len(window):
+                steps = np.where(fires.any(axis=0), fires.argmax(axis=0) + min_steps, budget)
+            else:
+                steps = np.full(samples, budget)
             es = EarlyStopParams(rule="margin", budget=budget, min_steps=min_steps,
                                  margin=int(margin))
             search.offer(es, search.score(top1[steps - 1, rows], steps))

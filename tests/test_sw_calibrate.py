@@ -180,3 +180,11 @@ def test_calibrate_early_stop_keeps_given_values(network):
                                     max_accuracy_drop=0.02)
     assert searched.alpha == 2.0
     assert calibrate_early_stop(model, x, labels, rule="off").rule == "off"
+
+
+def test_min_steps_at_budget(network):
+    """With min_steps equal to the budget no rule can stop early."""
+    _, _, outputs, labels = network
+    result = calibrate_margin(ARCH, outputs, labels, budget=3, min_steps_options=(3, 5))
+    assert result.mean_steps == 3.0
+    assert result.early_stop.min_steps == 3

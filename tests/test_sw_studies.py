@@ -95,3 +95,14 @@ def test_cli_missing_dataset_folder(tmp_path, capsys):
                  "--path", str(tmp_path / "absent")])
     assert code == 2
     assert "MNIST folder" in capsys.readouterr().err
+
+
+def test_cli_study_writes_report(tmp_path, capsys):
+    code = main(["study", "--out", str(tmp_path), "--hidden", "16", "--epochs", "1",
+                 "--timesteps", "4", "--thresholds", "6", "--keep-fractions", "0.5",
+                 "--noise-levels", "0", "0.05", "--noise-repeats", "1", "--no-baselines"])
+    assert code == 0
+    assert "| PRIME, 50% kept | 50% |" in capsys.readouterr().out
+    report = json.loads((tmp_path / "study.json").read_text())
+    assert [row["kind"] for row in report["rows"]] == ["prime"]
+    assert (tmp_path / "study.md").is_file()
