@@ -22,6 +22,7 @@ import enum
 import struct
 import zlib
 from dataclasses import dataclass
+from typing import NamedTuple
 
 __all__ = [
     "PROTOCOL_VERSION",
@@ -161,15 +162,18 @@ def decode_response(frame: bytes) -> Response:
 class ResponseParser:
     """Incremental response decoder: feed bytes as they arrive, collect whole frames.
 
-    Bytes before a start byte are skipped and counted in ``skipped``. A frame with a bad CRC raises
-    FrameError from ``feed`` after the parser has dropped it, so decoding continues afterwards.
+    Bytes before a start byte are skipped and counted in ``skipped``. A frame whose CRC does not
+    match is dropped and counted in ``damaged``; decoding resumes at the next start byte after
+    the bad frame's start byte.
     """
 
     def __init__(self):
         self._buffer = bytearray()
         self.skipped = 0
+        self.damaged = 0
 
     def feed(self, data: bytes) -> list[Response]:
+        """Add ``data`` and return the frames completed by it, oldest first."""
         self._buffer += data
         frames = []
         while True:
@@ -188,10 +192,10 @@ class ResponseParser:
                 return frames
             frame = bytes(self._buffer[:total])
             if crc16(frame[1:]) != 0:
-                # A start byte inside noise: drop only it and look for the next one.
+                # Either a damaged frame or a start byte inside noise: drop only the start byte.
                 del self._buffer[:1]
-                self.skipped += 1
-                raise FrameError(f"response CRC mismatch in {frame.hex()}")
+                self.damaged += 1
+                continue
             del self._buffer[:total]
             frames.append(decode_response(frame))
 
@@ -275,8 +279,7 @@ class Status:
 STATUS_BYTES = 9
 
 
-@dataclass(frozen=True)
-class InferResult:
+class InferResult(NamedTuple):
     """The INFER response: class, timesteps used and cycle count ``C`` of one sample."""
 
     cls: int
