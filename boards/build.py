@@ -19,7 +19,7 @@ from sw_model.model import Model
 from .catalog import BoardInfo, get_board
 
 __all__ = ["BuildError", "BuildResult", "build_bitstream", "build_design", "parse_nextpnr_report",
-           "find_openfpgaloader"]
+           "find_openfpgaloader", "timing_shortfall", "plan_clock"]
 
 log = logging.getLogger(__name__)
 
@@ -193,6 +193,15 @@ def _overfull_from_log(text: str) -> dict:
     return over
 
 
+def timing_shortfall(fmax_mhz: float | None, target_mhz: float) -> str | None:
+    """Return a message saying by how much Fmax misses the target, or None when it does not."""
+    if fmax_mhz is None or fmax_mhz >= target_mhz:
+        return None
+    short = target_mhz - fmax_mhz
+    return (f"Fmax {fmax_mhz:.1f} MHz is below the {target_mhz:.1f} MHz target by {short:.1f} MHz "
+            f"({_percent(short, target_mhz)})")
+
+
 def _select_fmax(fmax: dict, target_mhz: float) -> tuple[str, float] | None:
     """Return the clock constrained closest to the target, as (net name, achieved MHz)."""
     if not fmax:
@@ -322,12 +331,10 @@ def build_design(top, board: BoardInfo, out_dir: Path, *, clock_hz: float,
             raise BuildError(f"the design does not fit the {board.description}: {message}")
         warnings.append(f"does not fit: {message}")
 
+    message = timing_shortfall(fmax_mhz, target_mhz)
     if fmax_mhz is None:
         warnings.append("nextpnr reported no Fmax for the design clock")
-    elif fmax_mhz < target_mhz:
-        short = target_mhz - fmax_mhz
-        message = (f"Fmax {fmax_mhz:.1f} MHz is below the {target_mhz:.1f} MHz target by "
-                   f"{short:.1f} MHz ({_percent(short, target_mhz)})")
+    elif message:
         if not allow_timing_failure:
             raise BuildError(f"{message} on the {board.name}; lower board.clock_mhz or set "
                              f"board.allow_timing_failure; see {log_path}")

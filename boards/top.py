@@ -3,7 +3,7 @@
 from __future__ import annotations
 
 from amaranth import *
-from amaranth.lib import wiring
+from amaranth.lib import io, wiring
 from amaranth.lib.wiring import In, Out
 
 from sw_model.model import Model
@@ -168,22 +168,31 @@ class BoardTop(Elaboratable):
         m.submodules.clock_reset = ClockReset(clock_pin, self.pll, family=self.board.family)
         m.submodules.link = link = self.link
 
-        uart = platform.request("uart", 0)
-        m.d.comb += [link.uart_rx.eq(uart.rx.i), uart.tx.o.eq(link.uart_tx)]
+        uart = platform.request("uart", 0, dir={"rx": "-", "tx": "-"})
+        m.submodules.uart_rx_buffer = rx_buffer = io.Buffer("i", uart.rx)
+        m.submodules.uart_tx_buffer = tx_buffer = io.Buffer("o", uart.tx)
+        m.d.comb += [link.uart_rx.eq(rx_buffer.i), tx_buffer.o.eq(link.uart_tx)]
 
         requested = {}
 
-        def led(spec):
+        def drive_led(spec, value):
             # A resource can be requested once; the RGB LEDs share one resource per LED.
             name, number, subsignal = spec
             if (name, number) not in requested:
-                requested[name, number] = platform.request(name, number)
+                if subsignal is None:
+                    requested[name, number] = platform.request(name, number, dir="-")
+                else:
+                    requested[name, number] = platform.request(
+                        name, number, dir={color: "-" for color in "rgb"})
             resource = requested[name, number]
-            return (getattr(resource, subsignal) if subsignal else resource).o
+            port = getattr(resource, subsignal) if subsignal else resource
+            buffer = io.Buffer("o", port)
+            m.submodules[f"led_{name}_{number}_{subsignal or ''}"] = buffer
+            m.d.comb += buffer.o.eq(value)
 
-        m.d.comb += [led(self.board.busy_led).eq(link.busy),
-                     led(self.board.error_led).eq(link.error)]
+        drive_led(self.board.busy_led, link.busy)
+        drive_led(self.board.error_led, link.error)
         for bit, spec in enumerate(self.board.class_leds[:len(link.last_class)]):
-            m.d.comb += led(spec).eq(link.last_class[bit])
+            drive_led(spec, link.last_class[bit])
         return m
 

