@@ -52,7 +52,8 @@ def core_cycle_limit(arch: ArchParams) -> int:
 
 
 class Bridge(wiring.Component):
-    """Protocol engine of the host link: parses request frames, runs them on the core, answers.
+    """Protocol engine of the host link: parses request frames, runs them on the core and sends
+    one response per request.
 
     Parameters
     ----------
@@ -188,8 +189,8 @@ class Bridge(wiring.Component):
         mask_end = Signal(34)
         m.d.comb += mask_end.eq(mask_start + word_count)
 
-        m.d.comb += buf_rd.en.eq(0)      # the read port holds its data unless a state reads
-        m.d.comb += self.out_ready.eq(1)  # a result nobody waits for (after an abort) is dropped
+        m.d.comb += buf_rd.en.eq(0)      # the read port keeps its data unless a state reads
+        m.d.comb += self.out_ready.eq(1)  # a result that arrives after an abort is dropped
         m.d.comb += self.in_data.eq(buf_rd.data[:arch.input_bits])
 
         def respond(code, length_bytes=0):

@@ -27,7 +27,7 @@ TOP_NAME = "top"
 REPORT_NAME = "nextpnr_report.json"
 
 # nextpnr cell types of the columns of the utilisation table, per FPGA family.
-# iCE40: a logic cell holds one LUT4 and one flip-flop; nextpnr counts only cells, so the
+# iCE40: a logic cell contains one LUT4 and one flip-flop, and nextpnr counts only cells, so the
 # flip-flops come from Yosys' post-synthesis statistics.
 RESOURCE_CELLS = {
     "ice40": {"lut": "ICESTORM_LC", "ff": None, "bram": "ICESTORM_RAM", "dsp": "ICESTORM_DSP"},
@@ -245,7 +245,7 @@ def build_bitstream(model: Model, board: str, out_dir: Path, *, clock_mhz: float
         Unknown board, or a clock or baud rate the board cannot make.
     BuildError
         A tool failed, the design does not fit (unless ``allow_overfull``), or Fmax is below
-        the target clock (unless ``allow_timing_failure``); the message says by how much.
+        the target clock (unless ``allow_timing_failure``). The message gives the shortfall.
     """
     from .top import BoardTop
 

@@ -96,8 +96,8 @@ class ClockReset(Elaboratable):
     """Create the ``sync`` domain from a board oscillator, through a PLL unless none is needed.
 
     ``sync`` is held in reset until the PLL has locked and then for ``2**reset_bits`` more
-    cycles; iCE40 block RAM reads return zeros for about 3 us after configuration, which this
-    delay covers at any clock rate above 1 MHz with the default 12 bits.
+    cycles. iCE40 block RAM reads return zeros for about 3 us after configuration, and the
+    default 12 bits cover that at any clock rate up to 1.3 GHz.
 
     Parameters
     ----------

@@ -13,14 +13,16 @@ __all__ = ["ProgramError", "program", "loader_command"]
 
 log = logging.getLogger(__name__)
 
-# openFPGALoader output that means no board answered on the cable (versions 0.10 to 0.13).
+# openFPGALoader messages that mean no board was found on the cable.
+# NOTE: collected from openFPGALoader's error messages, not checked against every version; an
+# unmatched failure still raises ProgramError with openFPGALoader's last lines.
 _NO_BOARD_PATTERNS = ("unable to open ftdi device", "no cable found", "cable not found",
                       "no device found", "jtag init failed", "libusb_open() failed",
                       "fails to open device", "error: no compatible")
 
 
 class ProgramError(RuntimeError):
-    """Programming failed: openFPGALoader or a system library is missing, or no board answered."""
+    """Programming failed: openFPGALoader or a system library is missing, or no board was found."""
 
 
 def loader_command(loader: str, bitstream: Path, board: str) -> list[str]:
@@ -46,8 +48,8 @@ def program(bitstream, board: str, *, timeout_s: float = 300.0) -> None:
         Unknown board.
     ProgramError
         The bitstream or openFPGALoader is missing, openFPGALoader cannot start (for example
-        without the system library libusb-1.0), no board answered on the board's cable, or
-        openFPGALoader failed otherwise; the message says which and what to do.
+        without the system library libusb-1.0), no board was found on the board's cable, or
+        openFPGALoader failed otherwise. The message names the cause and the fix.
     """
     info = get_board(board)
     bitstream = Path(bitstream)

@@ -163,7 +163,7 @@ class ResponseParser:
     """Incremental response decoder: feed bytes as they arrive, collect whole frames.
 
     Bytes before a start byte are skipped and counted in ``skipped``. A frame whose CRC does not
-    match is dropped and counted in ``damaged``; decoding resumes at the next start byte after
+    match is dropped and counted in ``damaged``, and decoding resumes at the next start byte after
     the bad frame's start byte.
     """
 

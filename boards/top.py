@@ -15,9 +15,10 @@ from .uart import UARTRx, UARTTx, baud_divisor
 
 __all__ = ["SerialBridge", "AcceleratorLink", "BoardTop", "link_info", "DEFAULT_TIMEOUT_S"]
 
-# Inter-byte timeout of the host link. USB-to-UART bridges forward a request in USB packets
-# that arrive at most a few milliseconds apart, so 20 ms never splits a frame a host wrote in
-# one call, yet a host that waits 50 ms after a lost byte always sees the error response.
+# Inter-byte timeout of the host link. USB-to-UART bridges forward a request in USB packets;
+# the gap between packets is an estimate of a few milliseconds (USB frames are 1 ms apart), so
+# 20 ms should not split a frame that a host wrote in one call, and a host that waits 50 ms
+# after a lost byte gets the error response first.
 DEFAULT_TIMEOUT_S = 0.020
 
 

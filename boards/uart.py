@@ -125,7 +125,7 @@ class UARTTx(wiring.Component):
     tx : Out(1)
         Serial output, idle high.
     sink : In(stream.Signature(8))
-        Bytes to send. ``ready`` is high while the transmitter is idle; a byte taken in cycle 0
+        Bytes to send. ``ready`` is high while the transmitter is idle. A byte taken in cycle 0
         starts its start bit in cycle 1 and the line is idle again 10 bit times later.
     """
 

@@ -35,18 +35,18 @@ REG_THRESHOLD_0 = 0x10
 CORE_ID = 0x534E4E31
 RULE_CODES = {"off": 0, "margin": 1, "confidence": 2}
 
-# Error codes that a damaged or lost byte on the line can cause; a request answered with one of
-# them is sent again. The others report a request the board understood and refused.
+# Error codes that a damaged or lost byte on the line can cause. A request that gets one of them
+# is sent again; the other codes report a request the board decoded and rejected.
 TRANSPORT_ERRORS = {ErrorCode.CRC, ErrorCode.LENGTH, ErrorCode.TIMEOUT, ErrorCode.SYNC,
                     ErrorCode.UART}
 
 
 class LinkError(RuntimeError):
-    """The host link failed: no port, no answer, or answers that cannot be decoded."""
+    """The host link failed: no port, no response, or responses that cannot be decoded."""
 
 
 class LinkTimeout(LinkError):
-    """The board did not answer within the timeout."""
+    """No response from the board within the timeout."""
 
 
 class BoardError(LinkError):

