@@ -114,7 +114,7 @@ def _tool_versions(env: dict, family: str, yosys_log: Path) -> dict:
         except metadata.PackageNotFoundError:
             pass
     if yosys_log.is_file():
-        match = re.search(r"Yosys (\S+)(?: \(git sha1 ([0-9a-f]+))?", yosys_log.read_text(errors="replace"))
+        match = re.search(r"Yosys (\d+\.\d+\S*)(?: \(git sha1 ([0-9a-f]+))?", yosys_log.read_text(errors="replace"))
         if match:
             versions["yosys"] = match.group(1) + (f" (git {match.group(2)})" if match.group(2) else "")
     nextpnr = env.get(f"NEXTPNR_{family.upper()}", f"nextpnr-{family}")
@@ -299,7 +299,8 @@ def build_design(top, board: BoardInfo, out_dir: Path, *, clock_hz: float,
     if process.returncode != 0 and not report_path.is_file():
         over = _overfull_from_log(nextpnr_log)
         if over:
-            resources = {cell: {"used": used, "available": available}
+            names = {cell: key for key, cell in RESOURCE_CELLS[board.family].items() if cell}
+            resources = {names.get(cell, cell): {"used": used, "available": available}
                          for cell, (used, available) in over.items()}
             message = "; ".join(
                 f"{cell} needs {used}, the {board.device} has {available} "

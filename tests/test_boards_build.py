@@ -137,6 +137,20 @@ def test_yosys_flip_flops_count_top_module_once():
     assert count_yosys_flip_flops("no statistics here") == 0
 
 
+NEXTPNR_OVERFULL_LOG = """
+Info: Device utilisation:
+Info: 	         ICESTORM_LC:   15624/   5280   295%
+Info: 	        ICESTORM_RAM:       1/     30     3%
+Info: 	               SB_IO:       7/     39    17%
+ERROR: Unable to place cell 'x', no BELs remaining to implement cell type 'ICESTORM_LC'
+"""
+
+
+def test_overfull_cells_found_in_nextpnr_log():
+    from boards.build import _overfull_from_log
+    assert _overfull_from_log(NEXTPNR_OVERFULL_LOG) == {"ICESTORM_LC": (15624, 5280)}
+
+
 def test_timing_shortfall_message():
     assert timing_shortfall(21.3, 24.0) == ("Fmax 21.3 MHz is below the 24.0 MHz target by "
                                             "2.7 MHz (11%)")

@@ -27,7 +27,7 @@ if str(ROOT) not in sys.path:
 from boards import protocol  # noqa: E402
 from boards.protocol import Command, ErrorCode  # noqa: E402
 
-SMALL_SIZES = (16, 16, 4)
+SMALL_SIZES = (12, 10, 4)     # 10 hidden neurons: the last of 3 lane groups is partial
 SMALL_LANES = 4
 
 
