@@ -242,12 +242,15 @@ class Pipeline:
 
     def stage_build(self) -> dict:
         def body():
-            from boards import build_bitstream
+            from boards import BuildError, build_bitstream
             b = self.config["board"]
-            outcome = build_bitstream(self._model(), b["name"], self.out / "board",
-                                      clock_mhz=b["clock_mhz"] or None, baud=b["baud"],
-                                      allow_timing_failure=b["allow_timing_failure"],
-                                      allow_overfull=b["allow_overfull"])
+            try:
+                outcome = build_bitstream(self._model(), b["name"], self.out / "board",
+                                          clock_mhz=b["clock_mhz"] or None, baud=b["baud"],
+                                          allow_timing_failure=b["allow_timing_failure"],
+                                          allow_overfull=b["allow_overfull"])
+            except BuildError as error:
+                raise PipelineError(f"bitstream build for {b['name']!r} failed: {error}") from None
             result = {"bitstream": str(outcome.bitstream), "resources": outcome.resources,
                       "fmax_mhz": outcome.fmax_mhz, "target_clock_mhz": outcome.target_clock_mhz,
                       "tool_versions": outcome.tool_versions, "board": b["name"]}
