@@ -19,7 +19,7 @@ from sw_model.model import Model
 from .catalog import BoardInfo, get_board
 
 __all__ = ["BuildError", "BuildResult", "build_bitstream", "build_design", "parse_nextpnr_report",
-           "find_openfpgaloader", "timing_shortfall", "plan_clock"]
+           "find_openfpgaloader", "timing_shortfall", "plan_clock", "check_result"]
 
 log = logging.getLogger(__name__)
 
@@ -202,6 +202,35 @@ def timing_shortfall(fmax_mhz: float | None, target_mhz: float) -> str | None:
             f"({_percent(short, target_mhz)})")
 
 
+def check_result(resources: dict, fmax_mhz: float | None, target_mhz: float, board: BoardInfo,
+                 *, allow_timing_failure: bool, allow_overfull: bool,
+                 log_path: Path | None = None) -> list[str]:
+    """Raise BuildError when the design overfills the device or misses the target clock,
+    unless allowed; return the warnings for what was allowed."""
+    warnings = []
+    see = f"; see {log_path}" if log_path else ""
+    over = {key: value for key, value in resources.items()
+            if value["available"] and value["used"] > value["available"]}
+    if over:
+        message = "; ".join(f"{key} {v['used']}/{v['available']} "
+                            f"({_percent(v['used'] - v['available'], v['available'])} over)"
+                            for key, v in over.items())
+        if not allow_overfull:
+            raise BuildError(f"the design does not fit the {board.description}: {message}{see}")
+        warnings.append(f"does not fit: {message}")
+
+    message = timing_shortfall(fmax_mhz, target_mhz)
+    if fmax_mhz is None:
+        warnings.append("nextpnr reported no Fmax for the design clock")
+    elif message:
+        if not allow_timing_failure:
+            raise BuildError(f"{message} on the {board.name}; lower board.clock_mhz or set "
+                             f"board.allow_timing_failure{see}")
+        warnings.append(message)
+        log.warning("build: %s", message)
+    return warnings
+
+
 def _select_fmax(fmax: dict, target_mhz: float) -> tuple[str, float] | None:
     """Return the clock constrained closest to the target, as (net name, achieved MHz)."""
     if not fmax:
@@ -320,27 +349,9 @@ def build_design(top, board: BoardInfo, out_dir: Path, *, clock_hz: float,
     resources, fmax = parse_nextpnr_report(report, board.family, yosys_log)
     selected = _select_fmax(fmax, target_mhz)
     fmax_mhz = selected[1] if selected else None
-    warnings = []
-
-    over = {key: value for key, value in resources.items()
-            if value["available"] and value["used"] > value["available"]}
-    if over:
-        message = "; ".join(f"{key} {v['used']}/{v['available']} "
-                            f"({_percent(v['used'] - v['available'], v['available'])} over)"
-                            for key, v in over.items())
-        if not allow_overfull:
-            raise BuildError(f"the design does not fit the {board.description}: {message}")
-        warnings.append(f"does not fit: {message}")
-
-    message = timing_shortfall(fmax_mhz, target_mhz)
-    if fmax_mhz is None:
-        warnings.append("nextpnr reported no Fmax for the design clock")
-    elif message:
-        if not allow_timing_failure:
-            raise BuildError(f"{message} on the {board.name}; lower board.clock_mhz or set "
-                             f"board.allow_timing_failure; see {log_path}")
-        warnings.append(message)
-        log.warning("build: %s", message)
+    warnings = check_result(resources, fmax_mhz, target_mhz, board,
+                            allow_timing_failure=allow_timing_failure,
+                            allow_overfull=allow_overfull, log_path=log_path)
 
     if process.returncode != 0:
         tail = "\n".join(log_path.read_text(errors="replace").splitlines()[-15:])
