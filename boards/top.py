@@ -146,6 +146,16 @@ class AcceleratorLink(wiring.Component):
         return m
 
 
+def request_ports(platform, name: str, number: int):
+    """Request a resource as raw ports (``dir="-"``, subsignals included) for io.Buffer."""
+    from amaranth.build import Subsignal
+
+    resource = platform.lookup(name, number)
+    if any(isinstance(io, Subsignal) for io in resource.ios):
+        return platform.request(name, number, dir={io.name: "-" for io in resource.ios})
+    return platform.request(name, number, dir="-")
+
+
 class BoardTop(Elaboratable):
     """The design for one board: clock and reset, ``AcceleratorLink`` on the UART pins, LEDs.
 
@@ -169,7 +179,7 @@ class BoardTop(Elaboratable):
         m.submodules.clock_reset = ClockReset(clock_pin, self.pll, family=self.board.family)
         m.submodules.link = link = self.link
 
-        uart = platform.request("uart", 0, dir={"rx": "-", "tx": "-"})
+        uart = request_ports(platform, "uart", 0)
         m.submodules.uart_rx_buffer = rx_buffer = io.Buffer("i", uart.rx)
         m.submodules.uart_tx_buffer = tx_buffer = io.Buffer("o", uart.tx)
         m.d.comb += [link.uart_rx.eq(rx_buffer.i), tx_buffer.o.eq(link.uart_tx)]
@@ -180,11 +190,7 @@ class BoardTop(Elaboratable):
             # A resource can be requested once; the RGB LEDs share one resource per LED.
             name, number, subsignal = spec
             if (name, number) not in requested:
-                if subsignal is None:
-                    requested[name, number] = platform.request(name, number, dir="-")
-                else:
-                    requested[name, number] = platform.request(
-                        name, number, dir={color: "-" for color in "rgb"})
+                requested[name, number] = request_ports(platform, name, number)
             resource = requested[name, number]
             port = getattr(resource, subsignal) if subsignal else resource
             buffer = io.Buffer("o", port)

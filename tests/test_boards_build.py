@@ -12,6 +12,7 @@ from boards.build import (BuildError, check_result, count_yosys_flip_flops,
                           parse_nextpnr_report, plan_clock, timing_shortfall)
 from boards.clocking import ecp5_pll, ice40_pll
 from boards.program import ProgramError, loader_command, program
+from boards.top import request_ports
 
 # -- catalog -------------------------------------------------------------------------------------
 
@@ -39,12 +40,13 @@ def test_board_platform_has_declared_resources(name):
     board = boards.get_board(name)
     platform = board.platform()
     platform.request(board.clock_resource, 0, dir="-")
-    platform.request("uart", 0, dir={"rx": "-", "tx": "-"})
+    uart = request_ports(platform, "uart", 0)
+    assert hasattr(uart, "rx")
+    assert hasattr(uart, "tx")
     requested = {}
     for resource, number, subsignal in (board.busy_led, board.error_led, *board.class_leds):
         if (resource, number) not in requested:
-            direction = "-" if subsignal is None else {color: "-" for color in "rgb"}
-            requested[resource, number] = platform.request(resource, number, dir=direction)
+            requested[resource, number] = request_ports(platform, resource, number)
         if subsignal is not None:
             assert hasattr(requested[resource, number], subsignal)
     assert platform.device == board.device
