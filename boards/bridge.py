@@ -159,7 +159,8 @@ class Bridge(wiring.Component):
         length = Signal(16)
         header_index = Signal(2)
         payload_index = Signal(range(self.max_payload + 1))
-        params = Signal(40)             # the first five payload bytes, byte 0 in bits 0..7
+        params = Signal(40)             # the first five payload bytes, byte 0 in bits 0..7; bytes
+                                        # past the payload keep older values, which no command reads
         value_too_large = Signal()      # some payload byte exceeds 2**input_bits - 1
         byte_in_word = Signal(range(self.word_bytes))
         word_count = Signal(range(self.max_payload + 1))
@@ -185,9 +186,15 @@ class Bridge(wiring.Component):
         words_left = Signal(range(self.max_payload + 1))
         read_pointer = Signal(range(self.max_payload + 1))
 
+        # A WRITE_MASK fits when its first word lies below ``words`` and its words end there.
         mask_start = params[0:32]
-        mask_end = Signal(34)
-        m.d.comb += mask_end.eq(mask_start + word_count)
+        address_bits = bit_length(arch.words)
+        mask_end = Signal(max(address_bits, len(word_count)) + 1)
+        mask_in_range = Signal()
+        m.d.comb += [
+            mask_end.eq(mask_start[:address_bits] + word_count),
+            mask_in_range.eq((mask_start[address_bits:] == 0) & (mask_end <= arch.words)),
+        ]
 
         m.d.comb += buf_rd.en.eq(0)      # the read port keeps its data unless a state reads
         m.d.comb += self.out_ready.eq(1)  # a result that arrives after an abort is dropped
@@ -261,8 +268,10 @@ class Bridge(wiring.Component):
                 with m.Elif(self.rx_valid):
                     m.d.comb += [rx_crc.valid.eq(1), buf_wr.en.eq(1)]
                     m.d.sync += payload_index.eq(payload_index + 1)
-                    with m.If(payload_index < 5):
-                        m.d.sync += params.eq(Cat(params[8:], self.rx_data))
+                    with m.Switch(payload_index):
+                        for n in range(5):
+                            with m.Case(n):
+                                m.d.sync += params[8 * n:8 * n + 8].eq(self.rx_data)
                     if arch.input_bits < 8:
                         with m.If(self.rx_data[arch.input_bits:] != 0):
                             m.d.sync += value_too_large.eq(1)
@@ -299,12 +308,6 @@ class Bridge(wiring.Component):
             # -- validation ---------------------------------------------------------------------
             with m.State("CHECK"):
                 m.d.comb += self.busy.eq(1)
-                # The payload fields were shifted in from the top; align a short payload.
-                with m.If(length < 5):
-                    with m.Switch(length):
-                        for n in range(5):
-                            with m.Case(n):
-                                m.d.sync += params.eq(params >> (8 * (5 - n)))
                 with m.If(~rx_crc.match_detected):
                     respond(ErrorCode.CRC)
                 with m.Else():
@@ -394,7 +397,7 @@ class Bridge(wiring.Component):
             # -- WRITE_MASK: MASK_ADDR, then one MASK_DATA write per word ------------------------
             with m.State("MASK_RANGE"):
                 m.d.comb += self.busy.eq(1)
-                with m.If(mask_end > arch.words):
+                with m.If(~mask_in_range):
                     respond(ErrorCode.VALUE)
                 with m.Else():
                     m.d.sync += [words_left.eq(word_count), read_pointer.eq(4)]

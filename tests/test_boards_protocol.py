@@ -365,6 +365,9 @@ def test_bridge_commands():
         r = await link.request(ctx, Command.WRITE_MASK,
                                struct.pack("<I", 3) + protocol.pack_mask_words(words, ARCH.lanes))
         assert r.error is None
+        r = await link.request(ctx, Command.WRITE_MASK,
+                               struct.pack("<I", ARCH.words - 2) + b"\x05\x0a")
+        assert r.error is None                      # ends exactly at the last word
         r = await link.request(ctx, Command.INFER, bytes(sample))
         assert r.error is ErrorCode.NOT_READY      # the mask update is still open
         r = await link.request(ctx, Command.WRITE_REG, struct.pack("<BI", 0x0C, 0))
@@ -381,10 +384,11 @@ def test_bridge_commands():
         assert status.inferences == 1
         assert status.error_count == 1
         assert status.last_error == ErrorCode.NOT_READY
-        assert status.frame_count == 6
+        assert status.frame_count == 7
 
     core = run_link(script)
     assert core.mask[3:7] == [0xF, 0x1, 0x8, 0x6]
+    assert core.mask[-2:] == [0x5, 0xA]
     assert core.samples == [sample]
     assert core.registers[0x04] == 5
 
@@ -418,6 +422,8 @@ def test_bridge_rejects_corrupt_frames_and_recovers():
         r = await link.request(ctx, Command.INFER, bytes([16] + sample[1:]))
         assert r.error is ErrorCode.VALUE
         r = await link.request(ctx, Command.WRITE_MASK, struct.pack("<I", ARCH.words - 1) + b"\x01\x02")
+        assert r.error is ErrorCode.VALUE
+        r = await link.request(ctx, Command.WRITE_MASK, struct.pack("<I", 1 << 20) + b"\x01")
         assert r.error is ErrorCode.VALUE
         r = await link.request(ctx, Command.WRITE_REG, struct.pack("<BI", 0x04, 0))
         assert r.error is ErrorCode.REJECTED
