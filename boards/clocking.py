@@ -93,7 +93,10 @@ def ecp5_pll(input_hz: float, target_hz: float) -> PLLSettings:
 
 
 class ClockReset(Elaboratable):
-    """Create the ``sync`` domain from a board oscillator, through a PLL unless none is needed.
+    """Drive the ``sync`` domain from a board oscillator, through a PLL unless none is needed.
+
+    The parent defines the domains ``sync`` and ``por`` (reset-less); this module drives their
+    clocks and the reset of ``sync``.
 
     ``sync`` is held in reset until the PLL has locked and then for ``2**reset_bits`` more
     cycles. iCE40 block RAM reads return zeros for about 3 us after configuration, and the
@@ -114,14 +117,15 @@ class ClockReset(Elaboratable):
 
     def elaborate(self, platform):
         m = Module()
-        m.domains.sync = cd_sync = ClockDomain("sync")
-        m.domains.por = cd_por = ClockDomain("por", reset_less=True)
+        # The PLL drives this signal, so that it can carry the clock constraint for nextpnr.
+        sync_clock = Signal()
+        m.d.comb += ClockSignal("sync").eq(sync_clock)
         locked = Signal()
 
         if self.pll is None:
             from amaranth.lib import io
             m.submodules.clock_buffer = buffer = io.Buffer("i", self.clock_pin)
-            m.d.comb += [cd_sync.clk.eq(buffer.i), locked.eq(1)]
+            m.d.comb += [sync_clock.eq(buffer.i), locked.eq(1)]
         elif self.family == "ice40":
             d = self.pll.dividers
             m.submodules.pll = Instance(
@@ -131,7 +135,7 @@ class ClockReset(Elaboratable):
                 p_FILTER_RANGE=d["FILTER_RANGE"],
                 io_PACKAGEPIN=self.clock_pin.io,
                 i_RESETB=1, i_BYPASS=0,
-                o_PLLOUTGLOBAL=cd_sync.clk,
+                o_PLLOUTGLOBAL=sync_clock,
                 o_LOCK=locked,
             )
         elif self.family == "ecp5":
@@ -149,23 +153,23 @@ class ClockReset(Elaboratable):
                 p_CLKOP_ENABLE="ENABLED", p_CLKOP_DIV=d["CLKOP_DIV"],
                 p_CLKOP_CPHASE=d["CLKOP_DIV"] - 1, p_CLKOP_FPHASE=0,
                 p_CLKI_DIV=d["CLKI_DIV"], p_CLKFB_DIV=d["CLKFB_DIV"], p_FEEDBK_PATH="CLKOP",
-                i_CLKI=buffer.i, i_CLKFB=cd_sync.clk,
+                i_CLKI=buffer.i, i_CLKFB=sync_clock,
                 i_RST=0, i_STDBY=0, i_PHASESEL0=0, i_PHASESEL1=0, i_PHASEDIR=1,
                 i_PHASESTEP=1, i_PHASELOADREG=1, i_PLLWAKESYNC=0, i_ENCLKOP=0,
-                o_CLKOP=cd_sync.clk, o_LOCK=locked,
+                o_CLKOP=sync_clock, o_LOCK=locked,
             )
         else:
             raise ValueError(f"no PLL for FPGA family {self.family!r}")
 
         # Power-on reset: count on the PLL output while it is locked; restart on loss of lock.
-        m.d.comb += cd_por.clk.eq(cd_sync.clk)
+        m.d.comb += ClockSignal("por").eq(sync_clock)
         counter = Signal(self.reset_bits + 1)
         with m.If(~locked):
             m.d.por += counter.eq(0)
         with m.Elif(~counter[-1]):
             m.d.por += counter.eq(counter + 1)
-        m.d.comb += cd_sync.rst.eq(~counter[-1])
+        m.d.comb += ResetSignal("sync").eq(~counter[-1])
 
         if platform is not None and self.pll is not None:
-            platform.add_clock_constraint(cd_sync.clk, self.pll.output_hz)
+            platform.add_clock_constraint(sync_clock, self.pll.output_hz)
         return m

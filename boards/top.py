@@ -175,6 +175,8 @@ class BoardTop(Elaboratable):
         from .clocking import ClockReset
 
         m = Module()
+        m.domains.sync = ClockDomain("sync")
+        m.domains.por = ClockDomain("por", reset_less=True)
         clock_pin = platform.request(self.board.clock_resource, 0, dir="-")
         m.submodules.clock_reset = ClockReset(clock_pin, self.pll, family=self.board.family)
         m.submodules.link = link = self.link

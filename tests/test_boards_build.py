@@ -263,3 +263,24 @@ def test_check_result_rejects_overfull_design():
                             allow_overfull=True)
     assert warnings == ["does not fit: lut 6000/5280 (14% over)",
                         "Fmax 20.0 MHz is below the 24.0 MHz target by 4.0 MHz (17%)"]
+
+
+@pytest.mark.parametrize("name", ["icebreaker", "ulx3s-12f", "ecpix5-45f"])
+def test_board_top_elaborates_with_pll(name, tmp_path):
+    from sw_model.spec import ArchParams
+    from verif.configs import VerifConfig, build_model, early_stop
+
+    from boards.top import BoardTop
+
+    arch = ArchParams(sizes=(8, 8, 4), lanes=4, timesteps=4, input_bits=4)
+    model = build_model(VerifConfig("board-top", arch, early_stop(arch, "margin"), seed=1))
+    board = boards.get_board(name)
+    pll, clock_hz = plan_clock(board, None)
+    plan = board.platform().prepare(BoardTop(model, board, pll=pll, clock_hz=clock_hz,
+                                             baud=115200), name="top")
+    design = plan.files["top.il"]
+    assert ("SB_PLL40_PAD" if board.family == "ice40" else "EHXPLLL") in design
+    constraints = plan.files["top.pcf" if board.family == "ice40" else "top.lpf"]
+    uart = board.platform().lookup("uart", 0)
+    for subsignal in uart.ios[:2]:          # rx and tx
+        assert subsignal.ios[0].names[0] in constraints
