@@ -218,7 +218,8 @@ def test_icebreaker_build_small_model(tmp_path):
     from sw_model.spec import ArchParams
     from verif.configs import VerifConfig, build_model, early_stop
 
-    arch = ArchParams(sizes=(16, 16, 4), lanes=4, timesteps=8, input_bits=4)
+    # The smallest network with two layers and two lane groups keeps place and route short.
+    arch = ArchParams(sizes=(8, 8, 4), lanes=4, timesteps=4, input_bits=4)
     model = build_model(VerifConfig("board-build", arch, early_stop(arch, "margin", margin=4),
                                     seed=3))
     result = boards.build_bitstream(model, "icebreaker", tmp_path, clock_mhz=None, baud=115200,
@@ -229,7 +230,7 @@ def test_icebreaker_build_small_model(tmp_path):
     for key in ("lut", "ff", "bram", "dsp"):
         assert set(result.resources[key]) == {"used", "available"}
     assert result.resources["lut"]["available"] == 5280
-    assert 300 < result.resources["lut"]["used"] < 5280
+    assert 300 < result.resources["lut"]["used"] <= 5280
     assert 100 < result.resources["ff"]["used"] <= result.resources["lut"]["used"]
     assert result.resources["bram"]["available"] == 30
     assert result.resources["bram"]["used"] >= 1        # at least the receive buffer
