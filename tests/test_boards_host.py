@@ -132,3 +132,21 @@ def test_cli_reports_missing_model(tmp_path, capsys):
     code = host.main(["--port", "/dev/null", "--model", str(tmp_path / "none.npz")])
     assert code == 2
     assert "not found" in capsys.readouterr().err
+
+
+def test_cli_times_out_on_silent_board(board_factory, tmp_path, capsys):
+    import numpy as np
+
+    from sw_model.model import save_model
+    from sw_model.spec import ArchParams
+    from verif.configs import VerifConfig, build_model, early_stop
+
+    arch = ArchParams(sizes=(8, 8, 4), lanes=4, timesteps=4, input_bits=4)
+    model = build_model(VerifConfig("host-cli", arch, early_stop(arch, "margin"), seed=1))
+    model_path = save_model(model, tmp_path / "model.npz")
+    np.savez(tmp_path / "data.npz", x_test=np.zeros((2, 8), dtype=np.int64))
+    board = board_factory(lambda frame: b"")
+    code = host.main(["--port", board.port, "--model", str(model_path), "--timeout", "0.2",
+                      "--retries", "0"])
+    assert code == 1
+    assert "no response from the board on" in capsys.readouterr().err
