@@ -83,7 +83,8 @@ def test_checker_names_membrane_mismatch():
     assert mismatch.neuron == bad.group * lanes + 1
     assert mismatch.expected == bad.values[1]
     assert mismatch.actual == bad.values[1] + 1
-    assert "sample 2" in str(mismatch) and f"neuron {mismatch.neuron}" in str(mismatch)
+    assert "sample 2" in str(mismatch)
+    assert f"neuron {mismatch.neuron}" in str(mismatch)
 
 
 def test_checker_names_spike_mismatch():
@@ -195,7 +196,8 @@ def test_corrupted_expectation_is_caught(tmp_path):
     assert (first["sample"], first["timestep"], first["layer"], first["neuron"]) == where
     assert outcome.waveform is not None and outcome.waveform.stat().st_size > 0
     message = outcome.describe()
-    assert first["text"] in message and str(outcome.waveform) in message
+    assert first["text"] in message
+    assert str(outcome.waveform) in message
 
 
 def test_verify_samples_from_script(tmp_path):
@@ -206,6 +208,7 @@ def test_verify_samples_from_script(tmp_path):
     model_path = save_model(config.model(), tmp_path / "model.npz")
     x = sample_set(config, 12, seed=3)
     np.save(tmp_path / "x.npy", x)
+
     script = (
         "import json, sys, numpy as np\n"
         "from pathlib import Path\n"
@@ -220,6 +223,7 @@ def test_verify_samples_from_script(tmp_path):
     done = subprocess.run([sys.executable, "-c", script, str(tmp_path), simulator], cwd=ROOT,
                           env=env, capture_output=True, text=True, timeout=600)
     assert done.returncode == 0, done.stderr[-3000:]
+
     outcome = json.loads(done.stdout.strip().splitlines()[-1])
     from sw_model import golden
     expected = golden.run(config.model(), x)

@@ -1,6 +1,6 @@
 """RTL against the golden model on the configuration matrix and on random configurations.
 
-Each configuration is generated and built once; one simulation then checks every sample: the
+Each configuration is generated and built once. One simulation then checks every sample: the
 spikes and membranes of every layer at every timestep, the early-stop step, the class and the
 cycle of the result. The early-stop registers are reprogrammed part way through, so each build
 runs more than one rule. Select the simulator with SIM=verilator (default) or SIM=icarus.

@@ -1,8 +1,8 @@
 """Run-time behaviour of the generated core: registers, mask updates, back-pressure, abort, reset.
 
-Each test runs one cocotb test of ``verif.tb_core`` on a cached build of a small configuration
-with a ROM weight source and one with the hash source; every sample the tests send is still
-checked against the golden model, trace included.
+Each test runs one cocotb test of ``verif.tb_core`` on cached builds of two small
+configurations, one with the ROM weight source and one with the hash source. Every sample the
+tests send is still checked against the golden model, trace included.
 """
 
 from __future__ import annotations

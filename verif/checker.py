@@ -1,7 +1,7 @@
 """In-order checker: compares what the monitors saw with the reference, sample by sample.
 
 Plain Python without cocotb, so it is unit-tested on its own. The monitors hand over trace events
-and results as they happen; the checker keeps the reference records of the samples sent, in
+and results as they happen. The checker keeps the reference records of the samples sent, in
 order, and closes one record per result (or per abort). Every difference becomes a
 :class:`Mismatch` naming the sample, timestep, layer, neuron, expected and actual value.
 """
@@ -95,7 +95,7 @@ def _plain(value):
 
 @dataclass
 class SampleReport:
-    """What the core returned for one sample and whether it matched."""
+    """Outcome of one sample: the core's result fields and whether they matched."""
 
     index: int
     klass: int | None = None
@@ -233,8 +233,8 @@ class InOrderChecker:
         result_mismatch = self._compare_result(record, result, report.cycles_measured)
         report.trace_ok = value_mismatch is None and length_mismatch is None
         report.result_ok = result_mismatch is None
-        # A wrong value inside the trace is the earliest cause; a wrong step count also shows
-        # as a trace of the wrong length, which the result fields describe better.
+        # A wrong value inside the trace is the earliest cause. A wrong step count also shows
+        # as a trace of the wrong length, but the result fields describe it better.
         report.mismatch = value_mismatch or result_mismatch or length_mismatch
         if report.mismatch is None and result.unstable:
             report.mismatch = Mismatch(record.index, "result held until accepted", "stable",

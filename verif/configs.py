@@ -1,8 +1,8 @@
 """Configurations and stimuli of the RTL regression: seeded models, no training.
 
-A :class:`VerifConfig` names one generated core (one simulator build) and how its model is made:
-random 0/1 masks of a given density and thresholds scaled to the spread of the synaptic sums,
-so that hidden neurons neither stay silent nor fire every step. Everything is seeded, so a
+A :class:`VerifConfig` names one generated core (one simulator build) and how its model is made.
+Masks are random 0/1 arrays of a given density. Thresholds are scaled to the spread of the
+synaptic sums, so that hidden neurons neither stay silent nor fire every step. Everything is seeded, so a
 configuration name always stands for the same Verilog and the same samples.
 """
 
@@ -35,7 +35,7 @@ class VerifConfig:
     """One core of the regression and the seeded model it is generated from.
 
     ``input_activity`` is the expected fraction of inputs that spike in a step, used only to
-    scale the thresholds; ``threshold_scale`` multiplies the spread of the synaptic sum.
+    scale the thresholds. ``threshold_scale`` multiplies the spread of the synaptic sum.
     """
 
     name: str
@@ -120,9 +120,9 @@ def random_inputs(arch: ArchParams, count: int, rng: np.random.Generator) -> np.
 def sample_set(config: VerifConfig, count: int, seed: int = 0) -> np.ndarray:
     """Return the regression samples of a configuration, int64 (count, n_in).
 
-    The first sample is all zero and the second saturating (every input at its maximum); the rest
-    are scikit-learn digits when the configuration has 64 inputs and ``digits`` is set, random
-    intensities otherwise (a quarter random for digit configurations too).
+    The first sample is all zero and the second saturating (every input at its maximum). When
+    ``digits`` is set (64 inputs), three quarters of the rest are scikit-learn digits and a
+    quarter random intensities. Otherwise all the rest are random.
     """
     arch = config.arch
     rng = np.random.default_rng([config.seed, seed, 0xDA7A])
@@ -146,9 +146,9 @@ def _arch(**fields) -> ArchParams:
 def _matrix() -> list[VerifConfig]:
     """Return the fixed configuration matrix of the default regression.
 
-    Together the entries cover 1 and 2 hidden layers, several widths, lanes that divide the layer
-    sizes and lanes that do not, both reset modes, both readouts, both weight distributions and
-    sources, and the off, margin and confidence rules as reset values of the early-stop registers.
+    Together the entries cover 1 and 2 hidden layers, several widths, and lanes that divide the
+    layer sizes and lanes that do not. They also cover both reset modes, both readouts, both
+    weight distributions and sources, and each early-stop rule as the registers' reset value.
     """
     configs = []
 

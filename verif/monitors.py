@@ -116,7 +116,7 @@ class ResultMonitor:
 class InputMonitor:
     """Counts sample beats and checks that ``in_ready`` stays low while an inference runs.
 
-    After the ``n_in``-th beat of a sample the core is busy until its result transfers; an
+    After the ``n_in``-th beat of a sample the core is busy until its result transfers. An
     ``in_ready`` of 1 in that window breaks the rule "no new sample is taken before the result
     is accepted". :meth:`forget` resets the count after an abort or reset.
     """

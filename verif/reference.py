@@ -1,9 +1,9 @@
 """Reference model of the testbench: what the core must show per sample, from the golden model.
 
-The golden model (``sw_model.golden``) computes a whole batch; this module cuts its trace into
+The golden model (``sw_model.golden``) computes a whole batch. This module cuts its trace into
 the per-sample records the checker compares against, laid out the way the debug trace port
-shows them: one row of ``G_k * lanes`` values per (timestep, layer), lanes past the end of a
-layer padded with 0.
+shows them. Each (timestep, layer) gets one row of ``G_k * lanes`` values, and lanes past the
+end of a layer are padded with 0.
 """
 
 from __future__ import annotations
@@ -28,9 +28,10 @@ def trace_value_bits(arch: ArchParams) -> int:
 class ExpectedSample:
     """Everything the core must produce for one sample.
 
-    ``spikes[k]`` is bool (steps, G_k * lanes) and ``values[k]`` int64 (steps, G_k * lanes): the
-    spikes and the membranes after reset (or ``o_j`` for an integrating output layer) of layer
-    ``k`` at each executed timestep; ``value_kind[k]`` names which. ``scores`` is int64 (n_out,).
+    ``spikes[k]`` is bool (steps, G_k * lanes) and ``values[k]`` int64 (steps, G_k * lanes).
+    They are the spikes and the membranes after reset (or ``o_j`` for an integrating output
+    layer) of layer ``k`` at each executed timestep, and ``value_kind[k]`` names which.
+    ``scores`` is int64 (n_out,).
     """
 
     index: int

@@ -61,7 +61,7 @@ class Control(IntEnum):
 def mask_words(arch: ArchParams, masks) -> list[int]:
     """Pack per-layer 0/1 masks into the mask memory words, word 0 first.
 
-    Word ``base_k + i * G_k + g`` holds synapses ``(i, g * lanes + l)`` of layer ``k`` in bit
+    Word ``base_k + i * G_k + g`` contains synapses ``(i, g * lanes + l)`` of layer ``k`` in bit
     ``l``; lanes past the last neuron of a layer are 0.
     """
     words = []

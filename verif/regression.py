@@ -2,9 +2,9 @@
 
 :func:`run_case` is the one entry point behind both the pytest regression (``tests/test_verif_*``)
 and :func:`verify_samples`, which the main pipeline calls. It writes the case file, runs one
-cocotb test through ``cocotb_tools.runner``, reads the results file the test wrote and, when the
-checker found a mismatch, runs the case again on a waveform build up to the failing sample so
-that the failure comes with a waveform file.
+cocotb test through ``cocotb_tools.runner`` and reads the results file the test wrote. When the
+checker found a mismatch, it runs the case again on a waveform build, up to the failing sample,
+so that the failure comes with a waveform file.
 
 ``runner.test`` only raises under pytest (as SystemExit); here the results file decides in
 both cases, so the functions behave the same from a script and from a test.
@@ -47,7 +47,7 @@ def generate(model: Model, out_dir: Path, *, trace: bool = True, expose_scores: 
 
 @dataclass
 class CaseOutcome:
-    """The results file of one cocotb test run, with the paths needed to look into a failure."""
+    """Results of one cocotb test run, with the paths needed to look into a failure."""
 
     testcase: str
     passed: bool
@@ -95,8 +95,9 @@ def _first_failing_sample(results: dict) -> int | None:
     return None
 
 
-def _simulate(sim: Build, testcase: str, case: dict, work_dir: Path, *, waves: bool) -> tuple[bool, dict, Path]:
-    """Run one cocotb test once; return (passed, results, log file)."""
+def _simulate(sim: Build, testcase: str, case: dict, work_dir: Path, *,
+              waves: bool) -> tuple[bool, dict, Path]:
+    """Run one cocotb test once and return (passed, results, log file)."""
     work_dir.mkdir(parents=True, exist_ok=True)
     results_path = work_dir / "results.json"
     results_path.unlink(missing_ok=True)
@@ -104,12 +105,13 @@ def _simulate(sim: Build, testcase: str, case: dict, work_dir: Path, *, waves: b
     case_path = _write_case(work_dir, case)
     log_file = work_dir / "sim.log"
     xml = work_dir / "results.xml"
+
     runner = sim.runner()
     test_args, plusargs = [], []
     if waves and sim.simulator == "verilator":
         test_args = ["--trace-file", str(work_dir / sim.waveform_name)]
     elif waves:
-        plusargs = [f"+dumpfile_path={work_dir / sim.waveform_name}"]
+        plusargs = [f"+verif_waves={work_dir / sim.waveform_name}"]
     exit_code = 0
     try:
         runner.test(test_module=TEST_MODULE, hdl_toplevel=sim.toplevel, hdl_toplevel_lang="verilog",
@@ -119,6 +121,7 @@ def _simulate(sim: Build, testcase: str, case: dict, work_dir: Path, *, waves: b
                     test_args=test_args, plusargs=plusargs, timescale=None)
     except SystemExit as stop:  # raised by runner.test under pytest when the cocotb test fails
         exit_code = stop.code if isinstance(stop.code, int) else 1
+
     passed = False
     if xml.is_file():
         from cocotb_tools.runner import get_results
@@ -137,7 +140,7 @@ def run_case(verilog: Path, testcase: str, case: dict, work_dir: Path, *, build_
              runtime_root: Path | None = None) -> CaseOutcome:
     """Build ``verilog`` (or reuse its build) and run the cocotb test ``testcase`` on ``case``.
 
-    ``case`` holds the fields of :class:`verif.testbench.Case` except ``results``. On a failure,
+    ``case`` contains the fields of :class:`verif.testbench.Case` except ``results``. On a failure,
     the case runs again with waveforms enabled, up to the first failing sample when the checker
     names one, and the outcome carries the waveform path.
     """
@@ -176,7 +179,7 @@ class VerifyOutcome:
     """RTL results of :func:`verify_samples`, sample by sample, and the first mismatch.
 
     ``mismatches`` counts samples whose class, early-stop step or result cycle differ from the
-    golden model; ``trace_mismatches`` counts samples whose debug trace (spikes, membranes or
+    golden model. ``trace_mismatches`` counts samples whose debug trace (spikes, membranes or
     output accumulators of any timestep) differs.
     """
 
@@ -202,7 +205,7 @@ def verify_samples(model: Model, x: np.ndarray, out_dir: Path, *,
     """Check the RTL generated from ``model`` against the golden model on samples ``x``.
 
     ``x`` is int (N, n_in). The Verilog is generated with the debug trace, built with
-    ``simulator`` in ``out_dir`` and run on every sample back to back; the checker compares each
+    ``simulator`` in ``out_dir`` and run on every sample back to back. The checker compares each
     timestep's spikes and membranes, the early-stop step, the class and the cycle of the result.
     Raises RuntimeError when the simulator is missing or the simulation produced no results.
     When ``$VERIF_BUILD_ROOT`` is set, Verilator's compiled run-time library is taken from (and

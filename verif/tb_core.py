@@ -57,7 +57,7 @@ async def _registers_hold(tb: CoreTestbench, es: EarlyStopParams, thresholds) ->
 
 @cocotb.test()
 async def samples_match_golden(dut):
-    """Every sample matches the golden model: trace, class, steps, cycle of the result."""
+    """Check every sample against the golden model: trace, class, steps, result cycle."""
     case = Case.from_env()
     tb = await _bench(dut, case)
     x = case.load_samples()
@@ -109,7 +109,7 @@ async def registers_after_reset(dut):
 
 @cocotb.test()
 async def mask_update_between_inferences(dut):
-    """A mask written between inferences changes results exactly as the golden model predicts."""
+    """Check that a mask written between inferences changes results as the golden model does."""
     case = Case.from_env()
     tb = await _bench(dut, case)
     trained = tb.reference
@@ -163,11 +163,12 @@ async def writes_during_inference_rejected(dut):
     x = case.load_samples()
     model = tb.reference
     problems = []
-    # The longest samples leave time for the writes before their result appears.
+    # The samples with the most cycles leave time for the writes before their result appears.
     cycles = _golden_cycles(tb, x)
     longest = [n for n in np.argsort(-cycles)[:3] if cycles[n] >= WRITE_WINDOW_CYCLES]
     assert longest, f"no sample runs {WRITE_WINDOW_CYCLES} cycles or more, too short to write into"
     flipped = [1 - m for m in model.masks]
+
     for n in longest:
         tb.queue(x[n][None])
         # A write between the first and the last beat is rejected as well.
@@ -192,7 +193,9 @@ async def writes_during_inference_rejected(dut):
             problems.append("a MASK_ADDR write during an inference opened a mask update")
         await tb.clear_flags()
     problems += await _registers_hold(tb, model.early_stop, model.thresholds)
-    await tb.run(x)  # the mask is unchanged: the golden model of the trained mask still holds
+
+    # The mask is unchanged, so the golden model of the trained mask still applies.
+    await tb.run(x)
     await _finish(tb, case, problems=problems)
     assert not problems, "; ".join(problems)
 
@@ -248,6 +251,7 @@ async def abort_mid_inference(dut):
     rng = np.random.default_rng(case.seed)
     cycles = _golden_cycles(tb, x)
     problems = []
+
     for n, sample in enumerate(x):
         if cycles[n] < 12:
             continue
@@ -263,6 +267,7 @@ async def abort_mid_inference(dut):
         if tb.results.results != results:
             problems.append(f"sample {n}: a result appeared after abort")
         await tb.run(x[(n + 1) % len(x)][None])
+
     # A partly received sample is discarded.
     tb.send_partial(x[0], tb.arch.n_in // 2)
     await tb.samples.wait_idle()

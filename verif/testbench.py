@@ -89,8 +89,8 @@ class Case:
 class CoreTestbench:
     """Drivers, monitors, reference and checker around one core instance.
 
-    ``reference`` is the model the checker predicts with; the early-stop settings in force are
-    tracked in ``es`` so that every queued sample is predicted with what the registers hold.
+    ``reference`` is the model the checker predicts with. ``es`` tracks the early-stop settings
+    in force, so that every queued sample is predicted with the values the registers contain.
     """
 
     def __init__(self, dut, reference: Model, *, seed: int = 0, gap_probability: float = 0.0,
@@ -125,6 +125,8 @@ class CoreTestbench:
     # -- bring-up -----------------------------------------------------------------------------
     async def start(self) -> None:
         """Start the clock, drive idle inputs, reset the core and start the monitors."""
+        # Reset from time 0: a 4-state simulator would otherwise clock X through the core.
+        self.dut.rst.value = 1
         Clock(self.dut.clk, CLOCK_PERIOD_NS, unit="ns").start()
         self.samples.start()
         self.registers.start()
