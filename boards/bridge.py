@@ -78,8 +78,8 @@ class Bridge(wiring.Component):
         Bytes to the UART transmitter.
     in_valid, in_ready, in_data : sample stream to the core (``input_bits`` wide).
     out_valid, out_ready, out_class, out_steps, out_cycles : result stream from the core.
-    reg_addr, reg_wdata, reg_we, reg_re, reg_rdata : register bus of the core; ``reg_rdata`` is
-        read in the cycle after ``reg_re``.
+    reg_addr, reg_wdata, reg_we, reg_re, reg_rdata : register bus of the core, driven from
+        flip-flops; ``reg_rdata`` is read in the cycle after ``reg_re``.
     busy : Out(1)
         High from the first byte of a frame to the end of its response.
     error : Out(1)
@@ -204,11 +204,15 @@ class Bridge(wiring.Component):
             m.d.sync += [response_code.eq(code), response_length.eq(length_bytes)]
             m.next = "RESPOND"
 
+        # The register bus is driven from flip-flops, so the core's write checks do not add to
+        # the bridge's decode path: an access reaches the core one cycle after its state.
+        m.d.sync += [self.reg_we.eq(0), self.reg_re.eq(0)]
+
         def reg_write(address, data):
-            m.d.comb += [self.reg_we.eq(1), self.reg_addr.eq(address), self.reg_wdata.eq(data)]
+            m.d.sync += [self.reg_we.eq(1), self.reg_addr.eq(address), self.reg_wdata.eq(data)]
 
         def reg_read(address):
-            m.d.comb += [self.reg_re.eq(1), self.reg_addr.eq(address)]
+            m.d.sync += [self.reg_re.eq(1), self.reg_addr.eq(address)]
 
         def start_frame():
             m.d.comb += [rx_crc.start.eq(1)]
@@ -349,6 +353,9 @@ class Bridge(wiring.Component):
             with m.State("INFO"):
                 m.d.comb += self.busy.eq(1)
                 reg_read(CoreRegister.ID)
+                m.next = "INFO_WAIT"
+            with m.State("INFO_WAIT"):
+                m.d.comb += self.busy.eq(1)
                 m.next = "INFO_CAPTURE"
             with m.State("INFO_CAPTURE"):
                 m.d.comb += self.busy.eq(1)
@@ -358,6 +365,9 @@ class Bridge(wiring.Component):
             with m.State("STATUS"):
                 m.d.comb += self.busy.eq(1)
                 reg_read(CoreRegister.STATUS)
+                m.next = "STATUS_WAIT"
+            with m.State("STATUS_WAIT"):
+                m.d.comb += self.busy.eq(1)
                 m.next = "STATUS_CAPTURE"
             with m.State("STATUS_CAPTURE"):
                 m.d.comb += self.busy.eq(1)
@@ -367,6 +377,9 @@ class Bridge(wiring.Component):
             with m.State("READ_REG"):
                 m.d.comb += self.busy.eq(1)
                 reg_read(params[0:8])
+                m.next = "READ_WAIT"
+            with m.State("READ_WAIT"):
+                m.d.comb += self.busy.eq(1)
                 m.next = "READ_CAPTURE"
             with m.State("READ_CAPTURE"):
                 m.d.comb += self.busy.eq(1)
@@ -385,6 +398,9 @@ class Bridge(wiring.Component):
             with m.State("WRITE_STATUS"):
                 m.d.comb += self.busy.eq(1)
                 reg_read(CoreRegister.STATUS)
+                m.next = "WRITE_WAIT"
+            with m.State("WRITE_WAIT"):
+                m.d.comb += self.busy.eq(1)
                 m.next = "WRITE_CAPTURE"
             with m.State("WRITE_CAPTURE"):
                 m.d.comb += self.busy.eq(1)
