@@ -90,7 +90,8 @@ def quantize_intensity(values: np.ndarray, source_max: int, input_bits: int) -> 
         raise ValueError(f"input_bits must lie in 1..8, not {input_bits}")
     values = np.asarray(values).astype(np.int64)
     if values.size and (values.min() < 0 or values.max() > source_max):
-        raise ValueError(f"values must lie in 0..{source_max}, found {values.min()}..{values.max()}")
+        raise ValueError(f"values must lie in 0..{source_max}, found "
+                         f"{values.min()}..{values.max()}")
     top = (1 << input_bits) - 1
     return ((values * top + source_max // 2) // source_max).astype(np.uint8)
 
@@ -146,15 +147,15 @@ def load_digits(input_bits: int = 4, seed: int = 0, test_fraction: float = 0.25,
 
 # -- MNIST (IDX files) ---------------------------------------------------------------------------
 
-def _read_bytes(path: Path, what: str) -> bytes:
+def _read_bytes(path: Path, kind: str) -> bytes:
     if not path.is_file():
-        raise DatasetFileError(f"{what} file {str(path)!r} not found")
+        raise DatasetFileError(f"{kind} file {str(path)!r} not found")
     raw = path.read_bytes()
     if raw[:2] == b"\x1f\x8b":
         try:
             raw = gzip.decompress(raw)
         except (OSError, EOFError) as error:
-            raise DatasetFileError(f"{str(path)!r} starts like gzip but cannot be "
+            raise DatasetFileError(f"{str(path)!r} has a gzip header but cannot be "
                                    f"decompressed: {error}") from None
     return raw
 
@@ -193,7 +194,8 @@ def _mnist_pair(root: Path, part: str) -> tuple[np.ndarray, np.ndarray]:
     candidates = [root / f"{prefix}-images-idx3-ubyte", root / f"{prefix}-images.idx3-ubyte"]
     images_path = next((p for p in candidates + [p.with_name(p.name + ".gz") for p in candidates]
                         if p.is_file()), candidates[0])
-    labels_path = Path(str(images_path).replace("images", "labels").replace("idx3", "idx1"))
+    labels_name = images_path.name.replace("images", "labels").replace("idx3", "idx1")
+    labels_path = images_path.with_name(labels_name)
     images = read_idx(images_path, IDX_IMAGES_MAGIC)
     labels = read_idx(labels_path, IDX_LABELS_MAGIC)
     if len(images) != len(labels):

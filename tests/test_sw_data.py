@@ -236,3 +236,19 @@ def test_nmnist_missing_class_folder(tmp_path):
     (tmp_path / "Train" / "0").mkdir(parents=True)
     with pytest.raises(DatasetFileError, match="class folder .*1.* not found"):
         load_nmnist(tmp_path, timesteps=2)
+
+
+def test_mnist_folder_named_images(tmp_path):
+    """Only the file name decides which labels file belongs to an images file."""
+    root = tmp_path / "images"
+    root.mkdir()
+    write_mnist(root)
+    data = load_mnist(root, val_fraction=0.25)
+    assert len(data.y_test) == 20
+
+
+def test_idx_corrupt_gzip(tmp_path):
+    path = tmp_path / "images.gz"
+    path.write_bytes(b"\x1f\x8b\x08\x00garbage")
+    with pytest.raises(DatasetFileError, match="gzip header but cannot be decompressed"):
+        read_idx(path, 0x803)
