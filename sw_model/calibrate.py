@@ -13,6 +13,12 @@ The search picks the setting with the fewest mean timesteps whose loss stays wit
   full budget with early stop off. It bounds the accuracy drop from above, and it varies less
   between splits than the drop itself, so settings chosen with it transfer better to new data.
 - ``"accuracy"``: the accuracy at the full budget minus the accuracy with early stop.
+
+The agreement criterion needs no labels, so unlabeled samples such as the training split can
+join the validation samples. That matters when the validation split also chose the training
+epoch (``TrainConfig.keep_best``), because the chosen epoch suits those samples. For one digits
+model, margin 12 changed 0.4% of the validation classes, 1.9% of the training classes and 1.6%
+of the test classes.
 """
 
 from __future__ import annotations
@@ -115,12 +121,14 @@ class _Search:
         self.max_drop = max_drop
         self.full_classes = full_classes
         self.labels = labels
-        self.accuracy_full = float((full_classes == labels).mean())
+        self.labeled = len(labels)  # the first samples carry labels, the rest are unlabeled
+        self.accuracy_full = float((full_classes[:self.labeled] == labels).mean())
         self.best: tuple | None = None
         self.candidates: list[dict] = []
 
     def score(self, classes: np.ndarray, steps: np.ndarray) -> _Score:
-        return _Score(accuracy=float((classes == self.labels).mean()),
+        """Score one setting: accuracy on the labeled samples, the rest on all samples."""
+        return _Score(accuracy=float((classes[:self.labeled] == self.labels).mean()),
                       disagreement=float((classes != self.full_classes).mean()),
                       mean_steps=float(steps.mean()))
 
@@ -162,38 +170,45 @@ def _full_classes(outputs: np.ndarray, budget: int) -> np.ndarray:
     return classes.astype(np.int64)
 
 
-def _check_outputs(arch: ArchParams, outputs: np.ndarray, labels: np.ndarray, budget: int
-                   ) -> tuple[np.ndarray, np.ndarray]:
-    outputs = np.asarray(outputs)
+def _check_outputs(arch: ArchParams, outputs: np.ndarray, labels: np.ndarray, budget: int,
+                   unlabeled: np.ndarray | None = None) -> tuple[np.ndarray, np.ndarray]:
+    """Validate the accumulators and return them, with the unlabeled ones appended, as int64."""
     labels = np.asarray(labels, dtype=np.int64)
-    if outputs.ndim != 3 or outputs.shape[0] < budget or outputs.shape[2] != arch.n_out:
-        raise ValueError(f"outputs must have shape (>= {budget}, N, {arch.n_out}), "
-                         f"not {outputs.shape}")
-    if outputs.shape[1] != len(labels) or len(labels) == 0:
-        raise ValueError(f"outputs hold {outputs.shape[1]} samples and labels {len(labels)}; "
+    parts = [("outputs", np.asarray(outputs))]
+    if unlabeled is not None:
+        parts.append(("unlabeled outputs", np.asarray(unlabeled)))
+    for name, array in parts:
+        if array.ndim != 3 or array.shape[0] < budget or array.shape[2] != arch.n_out:
+            raise ValueError(f"{name} must have shape (>= {budget}, N, {arch.n_out}), "
+                             f"not {array.shape}")
+        if array.dtype.kind not in "iu":
+            raise ValueError(f"{name} must be integer accumulators, not dtype {array.dtype}")
+    if parts[0][1].shape[1] != len(labels) or len(labels) == 0:
+        raise ValueError(f"outputs hold {parts[0][1].shape[1]} samples and labels {len(labels)}; "
                          f"both must match and be non-empty")
-    if outputs.dtype.kind not in "iu":
-        raise ValueError(f"outputs must be integer accumulators, not dtype {outputs.dtype}")
-    return outputs.astype(np.int64), labels
+    pooled = np.concatenate([array[:budget].astype(np.int64) for _, array in parts], axis=1)
+    return pooled, labels
 
 
 def calibrate_margin(arch: ArchParams, outputs: np.ndarray, labels: np.ndarray, *,
                      budget: int | None = None, max_drop: float = 0.005,
-                     criterion: str = "agreement",
+                     criterion: str = "agreement", unlabeled: np.ndarray | None = None,
                      min_steps_options: tuple[int, ...] = (1, 2, 3, 4)) -> CalibrationResult:
     """Choose ``margin`` and ``min_steps`` of the margin rule.
 
     ``outputs`` int64 (T, N, n_out), ``labels`` int64 (N,). ``max_drop`` is the accepted loss
-    under ``criterion`` as a fraction (0.005 is half a point). The stop step changes only where
+    under ``criterion`` as a fraction (0.005 is half a point). ``unlabeled`` (T, M, n_out) adds
+    samples without labels: the agreement criterion and the mean steps then count all N + M
+    samples, and the accuracy only the labeled ones. The stop step changes only where
     the margin crosses a top-1 margin ``o_top1 - top2`` seen in ``outputs``, so those values
     (and one above the largest, which never fires) are the only margins tried, with each
     ``min_steps``. The search evaluates the rule in bulk on those margins, and the chosen
     setting is then checked with :func:`simulate_early_stop`, the golden model's decision.
     """
     budget = arch.timesteps if budget is None else budget
-    outputs, labels = _check_outputs(arch, outputs, labels, budget)
+    outputs, labels = _check_outputs(arch, outputs, labels, budget, unlabeled)
     samples = outputs.shape[1]
-    flat = outputs[:budget].reshape(-1, arch.n_out)
+    flat = outputs.reshape(-1, arch.n_out)
     top1, top2 = top_two(flat)
     gap = (flat[np.arange(len(top1)), top1] - top2).reshape(budget, samples)
     top1 = top1.reshape(budget, samples)
@@ -226,7 +241,7 @@ def calibrate_margin(arch: ArchParams, outputs: np.ndarray, labels: np.ndarray, 
 
 def calibrate_confidence(arch: ArchParams, outputs: np.ndarray, labels: np.ndarray, *,
                          budget: int | None = None, max_drop: float = 0.005,
-                         criterion: str = "agreement",
+                         criterion: str = "agreement", unlabeled: np.ndarray | None = None,
                          alphas: tuple[float, ...] = DEFAULT_ALPHAS,
                          confidences: tuple[float, ...] = DEFAULT_CONFIDENCES,
                          min_steps_options: tuple[int, ...] = (1, 2, 3)) -> CalibrationResult:
@@ -239,7 +254,7 @@ def calibrate_confidence(arch: ArchParams, outputs: np.ndarray, labels: np.ndarr
     :func:`simulate_early_stop`, the golden model's decision.
     """
     budget = arch.timesteps if budget is None else budget
-    outputs, labels = _check_outputs(arch, outputs, labels, budget)
+    outputs, labels = _check_outputs(arch, outputs, labels, budget, unlabeled)
     search = _Search(criterion, max_drop, _full_classes(outputs, budget), labels)
     tried = 0
     for alpha in alphas:
@@ -273,8 +288,8 @@ def calibrate_early_stop(model: Model, x_val: np.ndarray, y_val: np.ndarray, *,
                          rule: str = "margin", min_steps: int | None = None,
                          margin: int | str = "auto", confidence: float | str = "auto",
                          alpha: float | str | None = "auto", max_accuracy_drop: float = 0.005,
-                         criterion: str = "agreement", budget: int | None = None
-                         ) -> EarlyStopParams:
+                         criterion: str = "agreement", budget: int | None = None,
+                         x_unlabeled: np.ndarray | None = None) -> EarlyStopParams:
     """Return early-stop settings for ``model``, calibrated on a validation split.
 
     ``x_val`` contains inputs as :func:`sw_model.golden.run` takes them, ``y_val`` int64 (N,)
@@ -282,8 +297,9 @@ def calibrate_early_stop(model: Model, x_val: np.ndarray, y_val: np.ndarray, *,
     evaluated on its accumulators. ``"auto"`` values are searched; given values are kept, so a
     fixed ``margin`` or fixed ``alpha`` and ``confidence`` return as given. ``min_steps`` None
     searches 1..4 for the margin rule and 1..3 for the confidence rule. ``max_accuracy_drop``
-    bounds the loss under ``criterion`` (see the module docstring). ``rule="off"`` returns the
-    full budget without calibration.
+    bounds the loss under ``criterion`` (see the module docstring). ``x_unlabeled`` adds inputs
+    without labels, such as the training split, to the agreement criterion and the mean steps
+    (see :func:`calibrate_margin`). ``rule="off"`` returns the full budget without calibration.
     """
     arch = model.arch
     budget = arch.timesteps if budget is None else budget
@@ -291,13 +307,17 @@ def calibrate_early_stop(model: Model, x_val: np.ndarray, y_val: np.ndarray, *,
         return EarlyStopParams(rule="off", budget=budget, min_steps=min_steps or 1)
     full = EarlyStopParams(rule="off", budget=budget)
     outputs = run(model, x_val, full, trace=True).trace.outputs
+    unlabeled = None
+    if x_unlabeled is not None and len(x_unlabeled):
+        unlabeled = run(model, x_unlabeled, full, trace=True).trace.outputs
     if rule == "margin":
         if margin != "auto":
             return EarlyStopParams(rule="margin", budget=budget, min_steps=min_steps or 1,
                                    margin=int(margin))
         options = (1, 2, 3, 4) if min_steps is None else (min_steps,)
         result = calibrate_margin(arch, outputs, y_val, budget=budget, max_drop=max_accuracy_drop,
-                                  criterion=criterion, min_steps_options=options)
+                                  criterion=criterion, unlabeled=unlabeled,
+                                  min_steps_options=options)
         return result.early_stop
     if rule == "confidence":
         alphas = DEFAULT_ALPHAS if alpha in ("auto", None) else (float(alpha),)
@@ -310,7 +330,7 @@ def calibrate_early_stop(model: Model, x_val: np.ndarray, y_val: np.ndarray, *,
                                    conf_limit=confidence_limit(confidences[0]))
         result = calibrate_confidence(arch, outputs, y_val, budget=budget,
                                       max_drop=max_accuracy_drop, criterion=criterion,
-                                      alphas=alphas,
+                                      unlabeled=unlabeled, alphas=alphas,
                                       confidences=confidences, min_steps_options=options)
         return result.early_stop
     raise ValueError(f"rule must be 'off', 'margin' or 'confidence', not {rule!r}")

@@ -188,3 +188,21 @@ def test_min_steps_at_budget(network):
     result = calibrate_margin(ARCH, outputs, labels, budget=3, min_steps_options=(3, 5))
     assert result.mean_steps == 3.0
     assert result.early_stop.min_steps == 3
+
+
+def test_unlabeled_samples_join_agreement(network):
+    model, x, outputs, labels = network
+    labeled, extra = outputs[:, :120], outputs[:, 120:]
+    pooled = calibrate_margin(ARCH, labeled, labels[:120], unlabeled=extra, max_drop=0.02)
+    alone = calibrate_margin(ARCH, labeled, labels[:120], max_drop=0.02)
+    assert pooled.accuracy_full == alone.accuracy_full
+    classes, steps = simulate_early_stop(ARCH, pooled.early_stop, outputs)
+    full_classes = outputs[-1].argmax(axis=1)
+    assert pooled.mean_steps == pytest.approx(steps.mean())
+    assert pooled.disagreement == pytest.approx(np.mean(classes != full_classes))
+    assert pooled.accuracy == pytest.approx(np.mean(classes[:120] == labels[:120]))
+    via_model = calibrate_early_stop(model, x[:120], labels[:120], x_unlabeled=x[120:],
+                                     max_accuracy_drop=0.02)
+    assert via_model == pooled.early_stop
+    with pytest.raises(ValueError, match="unlabeled outputs must be integer"):
+        calibrate_margin(ARCH, labeled, labels[:120], unlabeled=extra.astype(float))
