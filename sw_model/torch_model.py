@@ -3,9 +3,9 @@
 The forward pass always computes the integers of the spec (sections "Input encoding" and "One
 timestep"): float32 represents every membrane, synaptic sum and accumulator exactly, and floor,
 saturation and spikes use their exact values. Only the backward pass differs from the integer
-arithmetic: a surrogate derivative stands in for the spike step, and the leak's floor and the
-saturation pass gradients straight through. So a model in training computes the same outputs as
-the golden model and the hardware, and no separate quantization step exists.
+arithmetic: a surrogate derivative replaces the derivative of the spike step, and the leak's
+floor and the saturation pass gradients straight through. So a model in training computes the
+same outputs as the golden model and the hardware, and no separate quantization step exists.
 
 Three networks share this forward pass:
 
@@ -164,8 +164,8 @@ class SpikingNet(nn.Module):
                  surrogate_width: float = 0.5, detach_reset: bool = True):
         super().__init__()
         if len(thresholds) != arch.spiking_layers:
-            raise ValueError(f"expected {arch.spiking_layers} thresholds for {arch.n_layers} layers "
-                             f"with readout {arch.readout!r}, found {len(thresholds)}")
+            raise ValueError(f"expected {arch.spiking_layers} thresholds for {arch.n_layers} "
+                             f"layers with readout {arch.readout!r}, found {len(thresholds)}")
         for k, theta in enumerate(thresholds):
             if not 1 <= int(theta) <= arch.membrane_max:
                 raise ValueError(f"threshold {k} ({theta}) must lie in 1..{arch.membrane_max}")
@@ -201,7 +201,8 @@ class SpikingNet(nn.Module):
             high = 1
         else:
             if x.dim() != 2 or x.shape[1] != arch.n_in:
-                raise ValueError(f"inputs must have shape (batch, {arch.n_in}), not {tuple(x.shape)}")
+                raise ValueError(f"inputs must have shape (batch, {arch.n_in}), "
+                                 f"not {tuple(x.shape)}")
             high = (1 << arch.input_bits) - 1
         if x.numel() and (int(x.min()) < 0 or int(x.max()) > high):
             raise ValueError(f"inputs must lie in 0..{high} (input_bits {arch.input_bits}), found "

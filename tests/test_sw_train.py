@@ -17,6 +17,7 @@ from sw_model.train import (
     deterministic,
     fit,
     per_step_loss,
+    shift_images,
     default_thresholds,
     train_topology,
     train_weights,
@@ -148,3 +149,36 @@ def test_default_thresholds_rule(tiny_digits):
     assert result.thresholds == thresholds
     explicit = train_topology(ARCH, tiny_digits, replace(CONFIG, epochs=1), thresholds=[9])
     assert explicit.thresholds == [9]
+
+
+def test_shift_images_moves_pixels():
+    x = torch.arange(1, 10).reshape(1, 9).repeat(64, 1)
+    shifted = shift_images(x, 1, torch.Generator().manual_seed(0))
+    assert shifted.shape == x.shape
+    # The centre pixel (5) stays inside the image for every shift of at most one pixel.
+    assert bool((shifted == 5).any(dim=1).all())
+    sums = {int(image.sum()) for image in shifted}
+    assert 45 in sums  # no shift
+    assert len(sums) > 3
+    again = shift_images(x, 1, torch.Generator().manual_seed(0))
+    assert torch.equal(shifted, again)
+
+
+def test_shift_images_frames_share_shift():
+    frames = torch.zeros(8, 3, 16, dtype=torch.uint8)
+    frames[:, :, 5] = 1  # pixel (1, 1) of a 4x4 image in every frame
+    shifted = shift_images(frames, 1, torch.Generator().manual_seed(1))
+    for sample in shifted:
+        positions = [tuple(torch.nonzero(frame).flatten().tolist()) for frame in sample]
+        assert len(set(positions)) == 1
+    with pytest.raises(ValueError, match="square images"):
+        shift_images(torch.zeros(2, 10), 1, torch.Generator())
+
+
+def test_augmented_training_is_deterministic(tiny_digits):
+    cfg = replace(CONFIG, augment_shift=1, epochs=1)
+    first = train_topology(ARCH, tiny_digits, cfg, seed=4)
+    second = train_topology(ARCH, tiny_digits, cfg, seed=4)
+    assert np.array_equal(first.masks[0], second.masks[0])
+    plain = train_topology(ARCH, tiny_digits, replace(cfg, augment_shift=0), seed=4)
+    assert not np.array_equal(first.masks[0], plain.masks[0])
