@@ -1,6 +1,6 @@
 """Baseline and robustness studies of PRIME on one fixed data split.
 
-:func:`run_study` trains and evaluates, on the same split and with the same thresholds:
+:func:`run_study` trains and evaluates, on the same split:
 
 - the trained-weight baseline: every synapse kept, weights trained with the forward pass
   rounding them to ``weight_bits`` (quantization-aware), evaluated in integer inference;
@@ -8,8 +8,10 @@
 - random weights without pruning and without training (every synapse kept);
 - PRIME at each kept fraction.
 
-For every integer model it reports the test accuracy at the full budget, the early-stop
-accuracy and mean timesteps (margin rule calibrated on the validation split), and the test
+Thresholds are listed per model (see :func:`run_study`). For every integer model the study
+reports the test accuracy at the full budget, the early-stop
+accuracy and mean timesteps (margin rule calibrated on the validation split, with the training
+split as unlabeled samples; see :mod:`sw_model.calibrate`), and the test
 accuracy under multiplicative Gaussian read noise on the weights, without retraining. The noise
 study evaluates in float: each synapse read (every sample, timestep and synapse) multiplies the
 integer weight by ``1 + sigma * N(0, 1)``, and the membrane arithmetic stays the spec's (floor,
@@ -96,7 +98,8 @@ def evaluate(net: SpikingNet, data: Dataset, study: StudyConfig) -> dict:
     arch = net.arch
     test_outputs = net.infer(data.x_test)
     val_outputs = net.infer(data.x_val)
-    calibration = calibrate_margin(arch, val_outputs, data.y_val, max_drop=study.max_drop)
+    calibration = calibrate_margin(arch, val_outputs, data.y_val, max_drop=study.max_drop,
+                                   unlabeled=net.infer(data.x_train))
     classes, steps = simulate_early_stop(arch, calibration.early_stop, test_outputs)
     early_stop = calibration.early_stop.to_dict()
     early_stop.pop("scale")
@@ -127,41 +130,51 @@ def run_study(arch: ArchParams, data: Dataset, cfg: TrainConfig, study: StudyCon
     """Run every model of the study and return the results as a JSON-ready dict.
 
     ``cfg`` trains PRIME (its ``keep_fraction`` is replaced by each of
-    ``study.keep_fractions``); ``weight_cfg`` trains the baselines (default: ``cfg``). The
-    thresholds of every model are the ones ``cfg`` gives for PRIME at ``cfg.keep_fraction``, so
-    all models share the same arithmetic.
+    ``study.keep_fractions``); ``weight_cfg`` trains the baselines (default: ``cfg``). With
+    ``cfg.thresholds`` set, every model uses those thresholds. Otherwise each PRIME run takes
+    :func:`sw_model.train.default_thresholds` at its own kept fraction, because the spread of
+    the synaptic sums grows with it, and the baselines take the thresholds of PRIME at
+    ``cfg.keep_fraction`` (the same network as the default PRIME model).
     """
     weight_cfg = weight_cfg or cfg
-    thresholds = list(cfg.thresholds or default_thresholds(arch, data, cfg.keep_fraction))
-    log.info("study on %s with thresholds %s", data.summary(), thresholds)
+
+    def thresholds_for(fraction: float) -> list[int]:
+        return list(cfg.thresholds or default_thresholds(arch, data, fraction))
+
+    baseline_thresholds = thresholds_for(cfg.keep_fraction)
+    log.info("study on %s, baseline thresholds %s", data.summary(), baseline_thresholds)
     rows: list[dict] = []
 
     if study.baselines:
         (quantized, _), wall, cpu = _timed(train_weights, arch, data, weight_cfg, study.seed,
-                                           thresholds=thresholds)
-        integer = FixedNet(arch, thresholds, quantized.integer_weights())
+                                           thresholds=baseline_thresholds)
+        integer = FixedNet(arch, baseline_thresholds, quantized.integer_weights())
         rows.append({"model": f"trained weights, {arch.weight_bits}-bit (QAT)",
                      "kind": "weights_quantized", "keep_fraction": 1.0,
-                     "train_seconds": wall, "train_cpu_seconds": cpu,
-                     **evaluate(integer, data, study)})
+                     "thresholds": baseline_thresholds, "train_seconds": wall,
+                     "train_cpu_seconds": cpu, **evaluate(integer, data, study)})
         (float_net, _), wall, cpu = _timed(train_weights, arch, data, weight_cfg, study.seed,
-                                           thresholds=thresholds, quantize=False)
+                                           thresholds=baseline_thresholds, quantize=False)
         rows.append({"model": "trained weights, float", "kind": "weights_float",
-                     "keep_fraction": 1.0, "train_seconds": wall, "train_cpu_seconds": cpu,
+                     "keep_fraction": 1.0, "thresholds": baseline_thresholds,
+                     "train_seconds": wall, "train_cpu_seconds": cpu,
                      **_evaluate_float(float_net, data, study)})
-        unpruned = _masked_net(arch, [np.ones((arch.sizes[k], arch.sizes[k + 1]), np.uint8)
-                                      for k in range(arch.n_layers)], thresholds)
+        every_synapse = [np.ones((arch.sizes[k], arch.sizes[k + 1]), np.uint8)
+                         for k in range(arch.n_layers)]
+        unpruned = _masked_net(arch, every_synapse, baseline_thresholds)
         rows.append({"model": "random weights, no pruning", "kind": "random_unpruned",
-                     "keep_fraction": 1.0, "train_seconds": 0.0, "train_cpu_seconds": 0.0,
+                     "keep_fraction": 1.0, "thresholds": baseline_thresholds,
+                     "train_seconds": 0.0, "train_cpu_seconds": 0.0,
                      **evaluate(unpruned, data, study)})
 
     for fraction in study.keep_fractions:
         prime_cfg = replace(cfg, keep_fraction=fraction)
         result, wall, cpu = _timed(train_topology, arch, data, prime_cfg, study.seed,
-                                   thresholds=thresholds)
+                                   thresholds=thresholds_for(fraction))
         net = _masked_net(arch, result.masks, result.thresholds)
         rows.append({"model": f"PRIME, {fraction:.0%} kept", "kind": "prime",
-                     "keep_fraction": fraction, "train_seconds": wall, "train_cpu_seconds": cpu,
+                     "keep_fraction": fraction, "thresholds": result.thresholds,
+                     "train_seconds": wall, "train_cpu_seconds": cpu,
                      **evaluate(net, data, study)})
         log.info("PRIME %.0f%% kept: test accuracy %.4f", 100 * fraction, rows[-1]["test_accuracy"])
 
@@ -170,7 +183,6 @@ def run_study(arch: ArchParams, data: Dataset, cfg: TrainConfig, study: StudyCon
         "arch": arch.to_dict(),
         "train_config": cfg.to_dict(),
         "weight_train_config": weight_cfg.to_dict(),
-        "thresholds": thresholds,
         "study": asdict(study),
         "torch_version": torch.__version__,
         "rows": rows,
@@ -202,21 +214,22 @@ def render_markdown(report: dict) -> str:
         "",
         f"Data: {report['dataset']}. Network: sizes {arch['sizes']}, {arch['timesteps']} "
         f"timesteps, {arch['weight_bits']}-bit weights (sigma {arch['weight_sigma']}), "
-        f"{arch['membrane_bits']}-bit membrane, leak shift {arch['leak_shift']}, thresholds "
-        f"{report['thresholds']}, readout {arch['readout']}.",
+        f"{arch['membrane_bits']}-bit membrane, leak shift {arch['leak_shift']}, readout "
+        f"{arch['readout']}.",
         "",
         "Accuracies are on the test split in percent, from integer inference (identical to the "
         "golden model) except for the float-weight baseline. Early stop uses the margin rule "
-        "calibrated on the validation split.",
+        "calibrated on the validation and training splits.",
         "",
-        "| model | kept | test acc. | early-stop acc. | mean steps | steps saved | train s (CPU s) |",
-        "| --- | --- | --- | --- | --- | --- | --- |",
+        "| model | kept | thresholds | test acc. | early-stop acc. | mean steps | steps saved "
+        "| train s (CPU s) |",
+        "| --- | --- | --- | --- | --- | --- | --- | --- |",
     ]
     for row in report["rows"]:
         steps = row["early_stop_steps"]
         saved = "n/a" if steps is None else f"{100 * (1 - steps / row['budget']):.0f}%"
         steps_text = "n/a" if steps is None else f"{steps:.2f} / {row['budget']}"
-        lines.append(f"| {row['model']} | {row['keep_fraction']:.0%} | "
+        lines.append(f"| {row['model']} | {row['keep_fraction']:.0%} | {row['thresholds']} | "
                      f"{_percent(row['test_accuracy'])} | {_percent(row['early_stop_accuracy'])} | "
                      f"{steps_text} | {saved} | {row['train_seconds']:.0f} "
                      f"({row['train_cpu_seconds']:.0f}) |")

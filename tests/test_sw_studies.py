@@ -36,7 +36,7 @@ def test_study_rows(report):
     kinds = [row["kind"] for row in report["rows"]]
     assert kinds == ["weights_quantized", "weights_float", "random_unpruned", "prime", "prime"]
     assert [row["keep_fraction"] for row in report["rows"][3:]] == [0.3, 0.6]
-    assert report["thresholds"] == [6]
+    assert all(row["thresholds"] == [6] for row in report["rows"])
     for row in report["rows"]:
         assert [entry["level"] for entry in row["noise"]] == [0.0, 0.1]
         assert row["noise"][0]["std"] == 0.0
@@ -57,7 +57,7 @@ def test_study_report_files(report, tmp_path):
     json_path, markdown_path = write_report(report, tmp_path / "study")
     assert json.loads(json_path.read_text())["rows"][0]["kind"] == "weights_quantized"
     text = markdown_path.read_text()
-    assert "| PRIME, 30% kept | 30% |" in text
+    assert "| PRIME, 30% kept | 30% | [6] |" in text
     assert "random weights, no pruning" in text
     assert "sigma 10%" in text
 
@@ -102,7 +102,14 @@ def test_cli_study_writes_report(tmp_path, capsys):
                  "--timesteps", "4", "--thresholds", "6", "--keep-fractions", "0.5",
                  "--noise-levels", "0", "0.05", "--noise-repeats", "1", "--no-baselines"])
     assert code == 0
-    assert "| PRIME, 50% kept | 50% |" in capsys.readouterr().out
+    assert "| PRIME, 50% kept | 50% | [6] |" in capsys.readouterr().out
     report = json.loads((tmp_path / "study.json").read_text())
     assert [row["kind"] for row in report["rows"]] == ["prime"]
     assert (tmp_path / "study.md").is_file()
+
+
+def test_study_default_thresholds_follow_fraction(small_digits):
+    study = StudyConfig(keep_fractions=(0.2, 0.8), noise_levels=(0.0,), baselines=False)
+    report = run_study(ARCH, small_digits, TrainConfig(epochs=1), study)
+    low, high = (row["thresholds"][0] for row in report["rows"])
+    assert low < high
