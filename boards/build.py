@@ -176,21 +176,25 @@ def count_yosys_flip_flops(yosys_log: str) -> int:
     return total
 
 
-_OVERFULL_PATTERNS = [
-    # nextpnr: "Design uses 6000 ICESTORM_LC but only 5280 available" (wording varies by version)
-    re.compile(r"(?P<cell>[A-Z][A-Z0-9_]+)\D+?(?P<used>\d+)\s*/\s*(?P<available>\d+)\s+(?P<pct>\d+)%"),
-]
+# A line of nextpnr's utilisation table: "Info:         ICESTORM_LC:   5784/  5280   109%".
+_UTILISATION_LINE = re.compile(
+    r"(?P<cell>[A-Z][A-Z0-9_]+):\s+(?P<used>\d+)\s*/\s*(?P<available>\d+)\s+(?P<pct>\d+)%")
+
+
+def _utilisation_from_log(text: str) -> dict:
+    """Return ``{cell: (used, available)}`` from the last utilisation table of a nextpnr log."""
+    table = {}
+    for line in text.splitlines():
+        match = _UTILISATION_LINE.search(line)
+        if match:
+            table[match["cell"]] = (int(match["used"]), int(match["available"]))
+    return table
 
 
 def _overfull_from_log(text: str) -> dict:
     """Return ``{cell: (used, available)}`` for cells the nextpnr log shows over capacity."""
-    over = {}
-    for line in text.splitlines():
-        for pattern in _OVERFULL_PATTERNS:
-            match = pattern.search(line)
-            if match and int(match["used"]) > int(match["available"]):
-                over[match["cell"]] = (int(match["used"]), int(match["available"]))
-    return over
+    return {cell: counts for cell, counts in _utilisation_from_log(text).items()
+            if counts[0] > counts[1]}
 
 
 def timing_shortfall(fmax_mhz: float | None, target_mhz: float) -> str | None:
@@ -328,9 +332,11 @@ def build_design(top, board: BoardInfo, out_dir: Path, *, clock_hz: float,
     if process.returncode != 0 and not report_path.is_file():
         over = _overfull_from_log(nextpnr_log)
         if over:
-            names = {cell: key for key, cell in RESOURCE_CELLS[board.family].items() if cell}
-            resources = {names.get(cell, cell): {"used": used, "available": available}
-                         for cell, (used, available) in over.items()}
+            # nextpnr stops before writing its report; take the numbers from its log.
+            table = _utilisation_from_log(nextpnr_log)
+            report = {"utilization": {cell: {"used": used, "available": available}
+                                      for cell, (used, available) in table.items()}}
+            resources, _ = parse_nextpnr_report(report, board.family, yosys_log)
             message = "; ".join(
                 f"{cell} needs {used}, the {board.device} has {available} "
                 f"({_percent(used - available, available)} over)"

@@ -148,8 +148,11 @@ ERROR: Unable to place cell 'x', no BELs remaining to implement cell type 'ICEST
 
 
 def test_overfull_cells_found_in_nextpnr_log():
-    from boards.build import _overfull_from_log
+    from boards.build import _overfull_from_log, _utilisation_from_log
     assert _overfull_from_log(NEXTPNR_OVERFULL_LOG) == {"ICESTORM_LC": (15624, 5280)}
+    assert _utilisation_from_log(NEXTPNR_OVERFULL_LOG) == {"ICESTORM_LC": (15624, 5280),
+                                                           "ICESTORM_RAM": (1, 30),
+                                                           "SB_IO": (7, 39)}
 
 
 def test_timing_shortfall_message():
