@@ -64,8 +64,9 @@ class Bridge(wiring.Component):
         Constants returned by the INFO command. ``core_id`` is ignored: the bridge reads it from
         the core's ID register.
     timeout_cycles : int
-        Inter-byte timeout: a frame that pauses this long is answered with ``ErrorCode.TIMEOUT``
-        and dropped, and junk or a discarded frame is answered once the line is this long quiet.
+        Inter-byte timeout: a frame that pauses this long gets an ``ErrorCode.TIMEOUT`` response
+        and is dropped. Junk or a discarded frame gets its response once the line is this long
+        quiet.
     cycle_limit : int or None
         Cycles the bridge waits for the core to take a sample and return its result before it
         aborts the inference (``ErrorCode.CORE_TIMEOUT``); by default ``core_cycle_limit(arch)``.

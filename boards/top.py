@@ -15,9 +15,9 @@ from .uart import UARTRx, UARTTx, baud_divisor
 
 __all__ = ["SerialBridge", "AcceleratorLink", "BoardTop", "link_info", "DEFAULT_TIMEOUT_S"]
 
-# Inter-byte timeout of the host link. USB-to-UART bridges forward a request in USB packets;
-# the gap between packets is an estimate of a few milliseconds (USB frames are 1 ms apart), so
-# 20 ms should not split a frame that a host wrote in one call, and a host that waits 50 ms
+# Inter-byte timeout of the host link. USB-to-UART bridges forward a request in USB packets,
+# and the gap between packets is estimated at a few milliseconds (USB frames are 1 ms apart).
+# So 20 ms should not split a frame that a host wrote in one call, and a host that waits 50 ms
 # after a lost byte gets the error response first.
 DEFAULT_TIMEOUT_S = 0.020
 
@@ -159,9 +159,9 @@ def request_ports(platform, name: str, number: int):
 class BoardTop(Elaboratable):
     """The design for one board: clock and reset, ``AcceleratorLink`` on the UART pins, LEDs.
 
-    The busy LED is lit while the bridge handles a frame, the error LED after an error response
-    until the next OK response, and the class LEDs show the last class in binary (least
-    significant bit on the first LED; higher bits are dropped when the board has too few LEDs).
+    The busy LED is lit while the bridge handles a frame, and the error LED from an error
+    response to the next OK response. The class LEDs show the last class in binary, least
+    significant bit on the first LED; bits beyond the board's LEDs are not shown.
     """
 
     def __init__(self, model: Model, board: BoardInfo, *, pll, clock_hz: float, baud: int):

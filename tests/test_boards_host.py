@@ -16,7 +16,7 @@ from gen.host import BoardError, HostLink, LinkError, LinkTimeout
 
 
 class PtyBoard:
-    """A pseudo-terminal whose far end answers requests with ``respond(frame) -> bytes``."""
+    """A pseudo-terminal whose far end sends ``respond(frame)`` for each request frame."""
 
     def __init__(self, respond):
         self.master, self.slave = os.openpty()
