@@ -27,6 +27,16 @@ log = logging.getLogger("sw_model")
 
 DEFAULT_HIDDEN = 128
 DEFAULT_TRAIN_CONFIG = TrainConfig()
+# ArchParams fields set on the command line: name, type, help text.
+NETWORK_OPTIONS = (
+    ("input_bits", int, "bits of an input intensity"),
+    ("timesteps", int, "timestep budget T"),
+    ("weight_bits", int, "bits of a signed weight"),
+    ("weight_seed", int, "seed of the random weights"),
+    ("weight_sigma", float, "standard deviation of the Gaussian weights, in weight LSBs"),
+    ("membrane_bits", int, "bits of a signed membrane potential"),
+    ("leak_shift", int, "leak as v - (v >> leak_shift); 0 turns the leak off"),
+)
 
 
 def _arguments() -> argparse.ArgumentParser:
@@ -52,11 +62,9 @@ def _arguments() -> argparse.ArgumentParser:
         network.add_argument("--hidden", type=int, nargs="+", default=[DEFAULT_HIDDEN],
                              help="hidden layer sizes")
         defaults = ArchParams()
-        for name, kind in (("input_bits", int), ("timesteps", int), ("weight_bits", int),
-                           ("weight_seed", int), ("weight_sigma", float), ("membrane_bits", int),
-                           ("leak_shift", int)):
+        for name, kind, text in NETWORK_OPTIONS:
             network.add_argument("--" + name.replace("_", "-"), type=kind,
-                                 default=getattr(defaults, name), help=f"ArchParams.{name}")
+                                 default=getattr(defaults, name), help=text)
         network.add_argument("--readout", default=defaults.readout,
                              choices=("integrate", "spike_count"), help="output layer")
         network.add_argument("--thresholds", type=int, nargs="+", default=None,

@@ -173,15 +173,25 @@ def per_step_loss(outputs: torch.Tensor, labels: torch.Tensor, logit_scale: floa
     return nn.functional.cross_entropy(flat, labels.repeat(steps))
 
 
-def accuracy(net: SpikingNet, x: np.ndarray, y: np.ndarray, timesteps: int | None = None) -> float:
-    """Return the top-1 accuracy at the last step, in integer inference (ties: lowest index)."""
+def accuracy(net: SpikingNet, x: np.ndarray, y: np.ndarray, timesteps: int | None = None,
+             batch_size: int = 512) -> float:
+    """Return the top-1 accuracy at the last step (ties: the lowest index wins).
+
+    For an integer network this is the accuracy of integer inference. A float network
+    (``WeightNet(quantize=False)``) is scored on its float outputs without rounding.
+    """
     if len(y) == 0:
         return float("nan")
     was_training = net.training
     net.eval()
-    outputs = net.infer(x, timesteps)
+    inputs = torch.as_tensor(np.asarray(x))
+    correct = 0
+    with torch.no_grad():
+        for first in range(0, len(y), batch_size):
+            final = net(inputs[first:first + batch_size], timesteps)[-1].numpy()
+            correct += int((final.argmax(axis=1) == y[first:first + batch_size]).sum())
     net.train(was_training)
-    return float((outputs[-1].argmax(axis=1) == y).mean())
+    return correct / len(y)
 
 
 def fit(net: SpikingNet, data: Dataset, cfg: TrainConfig, generator: torch.Generator,
