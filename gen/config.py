@@ -81,10 +81,11 @@ SCHEMA: dict[str, dict[str, Key]] = {
                          list_of=int, low=1, high=2**23 - 1),
     },
     "training": {
-        "keep_fraction": _k(float, 0.5, "fraction of synapses kept per layer", 0.01, 1.0),
-        "epochs": _k(int, 30, "training epochs", 1, 10000),
-        "batch_size": _k(int, 64, "samples per batch", 1, 65536),
-        "learning_rate": _k(float, 0.1, "learning rate of the scores", 1e-6, 100.0),
+        # None leaves the value to sw_model.train.TrainConfig, whose defaults are tuned there.
+        "keep_fraction": _k(float, None, "fraction of synapses kept per layer", 0.01, 1.0),
+        "epochs": _k(int, None, "training epochs", 1, 10000),
+        "batch_size": _k(int, None, "samples per batch", 1, 65536),
+        "learning_rate": _k(float, None, "learning rate of the scores", 1e-6, 100.0),
         "options": _k(dict, {}, "further keyword arguments of sw_model.train.TrainConfig"),
     },
     "early_stop": {

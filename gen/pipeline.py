@@ -28,7 +28,7 @@ TOP_NAME = "snn_accelerator"
 
 
 class PipelineError(RuntimeError):
-    """A stage failed in a way the user can fix; the message says how."""
+    """A stage failed in a way the user can fix; the message names the fix."""
 
 
 def tool_versions() -> dict[str, str]:
@@ -142,10 +142,14 @@ class Pipeline:
             arch = self.config.arch(data["n_in"], data["n_classes"])
             t = self.config["training"]
             net = self.config["network"]
-            options = dict(t["options"])
-            train_cfg = TrainConfig(keep_fraction=t["keep_fraction"], epochs=t["epochs"],
-                                    batch_size=t["batch_size"], learning_rate=t["learning_rate"],
-                                    **options)
+            options = {key: t[key] for key in ("keep_fraction", "epochs", "batch_size",
+                                                "learning_rate") if t[key] is not None}
+            options.update(t["options"])
+            try:
+                train_cfg = TrainConfig(**options)
+            except TypeError as error:
+                raise PipelineError(f"[training] options: {error}; see sw_model.train.TrainConfig "
+                                    f"for the accepted names") from None
             splits = self._splits()
             outcome = train_topology(arch, splits, train_cfg, seed=self.config.seed,
                                      thresholds=net["thresholds"] or None)
