@@ -7,8 +7,10 @@ serves all layers; a command issued by the controller in cycle ``c`` passes thes
   reading weights and mask;
 - ``A`` (``c + H``, ``H = HASH_STAGES`` for the hash source, else 0): accumulator and membrane
   read addresses;
-- ``B`` (``c + H + 1``): memory data and masked weights arrive and are registered;
-- ``C`` (``c + H + 2``): integrate, LIF or output update, and all write-backs.
+- ``B`` (``c + H + 1``): memory data and masked weights arrive. The integrate sum is written
+  back, the integrating readout adds its sums and the LIF unit adds the synaptic sums.
+- ``C`` (``c + H + 2``): the LIF unit finishes. Membranes are written back, and spikes go to the
+  queue and to the spike-count readout.
 
 So the last update of a layer writes its spikes ``H + 2`` cycles after it is issued, which is
 the ``DRAIN`` phase of the schedule.
@@ -76,7 +78,7 @@ class Accelerator(wiring.Component):
     Timing: with the last input beat transferred in cycle 0, ``out_valid`` rises in cycle ``C``
     of the schedule and ``out_cycles`` equals ``C``. After reset and after an abort the core
     clears the accumulators for ``sum_k G_k`` cycles before ``in_ready`` can rise. The result
-    holds until accepted; ``in_ready`` stays low until then.
+    stays on the result stream until accepted, and ``in_ready`` stays low until then.
 
     Parameters
     ----------
@@ -193,6 +195,7 @@ class Accelerator(wiring.Component):
         acc_read = accumulators.read_port()
         acc_write = accumulators.write_port()
         if membrane_words:
+            # Holds the leaked potential a = v - (v >> L) of each spiking neuron, see LifUpdate.
             membranes = memory.Memory(shape=unsigned(membrane_layout.size), depth=membrane_words,
                                       init=[])
             m.submodules.membranes = membranes
@@ -269,10 +272,20 @@ class Accelerator(wiring.Component):
         ]
 
         # Rate encoding: input i spikes when x_i > r(t), r(t) the input_bits-bit reversal of t.
-        step_bits = Cat(step, Signal(arch.input_bits))[:arch.input_bits]
+        # The comparison runs in the cycle before ENCODE, so that ENCODE registers S_0 into the
+        # queue straight from flip-flops. That cycle is START (t = 0, and r(0) = 0 turns the
+        # test into x_i != 0 on the samples as they shift in) or the last cycle of the previous
+        # step (t + 1). Other cycles compute a value nobody reads.
+        next_step = Signal(len(step) + 1)
+        m.d.comb += next_step.eq(step + 1)
+        step_bits = Cat(next_step, Signal(arch.input_bits))[:arch.input_bits]
         rate_threshold = Cat(*reversed([step_bits[b] for b in range(arch.input_bits)]))
-        input_spikes = Cat(*[sample > rate_threshold for sample in samples])
-        m.d.comb += queue.load_spikes.eq(input_spikes)
+        starting = Signal()
+        encoded = Signal(arch.n_in)
+        shifted = samples[1:] + [self.in_data]
+        for i, sample in enumerate(samples):
+            m.d.sync += encoded[i].eq(Mux(starting, shifted[i] != 0, sample > rate_threshold))
+        m.d.comb += queue.load_spikes.eq(encoded)
 
         with m.If(computing):
             m.d.sync += cycles.eq(cycles + 1)
@@ -290,6 +303,7 @@ class Accelerator(wiring.Component):
                     m.d.sync += [samples[-1].eq(self.in_data), beats.eq(beats + 1)]
                     with m.If(beats == arch.n_in - 1):
                         # START: the controller leaves idle.
+                        m.d.comb += starting.eq(1)
                         m.d.sync += [
                             beats.eq(0),
                             step.eq(0),
@@ -389,67 +403,57 @@ class Accelerator(wiring.Component):
         group_b = Signal.like(group)
         m.d.sync += [op_b.eq(op_a), word_b.eq(word_a), layer_b.eq(layer_a), group_b.eq(group_a)]
 
-        op_c = Signal(Op)
-        word_c = Signal.like(word)
-        layer_c = Signal.like(layer)
-        group_c = Signal.like(group)
-        acc_c = Signal(acc_layout)
-        membrane_c = Signal(membrane_layout)
-        weights_c = Signal.like(crossbar.weights)
-        m.d.sync += [
-            op_c.eq(op_b), word_c.eq(word_b), layer_c.eq(layer_b), group_c.eq(group_b),
-            weights_c.eq(crossbar.weights),
-        ]
-        if membrane_words:
-            m.d.sync += membrane_c.eq(membrane_read.data)
-
-        # Stage C computes the write-back of its accumulator word.
+        # Stage B adds the masked weights to the accumulator word and writes it back; an update
+        # or a clear writes 0. The sum needs only the block RAM outputs and one adder, while the
+        # LIF arithmetic waits for stage C.
+        acc_b = Signal(acc_layout)
         acc_next = Signal(acc_layout)
-        writes = op_c != Op.NONE
+        writes = op_b != Op.NONE
         m.d.comb += [
-            acc_write.addr.eq(word_c),
+            acc_b.eq(acc_read.data),
+            acc_write.addr.eq(word_b),
             acc_write.data.eq(acc_next),
             acc_write.en.eq(writes),
         ]
-        with m.If(op_c == Op.INTEGRATE):
+        with m.If(op_b == Op.INTEGRATE):
             for lane in range(lanes):
-                m.d.comb += acc_next[lane].eq(acc_c[lane] + weights_c[lane])
+                m.d.comb += acc_next[lane].eq(acc_b[lane] + crossbar.weights[lane])
 
-        # Forwarding: a group read one or two cycles after a write to it (layers with G_k <= 2)
-        # misses that write in the memory, so stage B takes the data from stage C or from the
-        # write of the previous cycle instead.
-        acc_b = Signal(acc_layout)
-        m.d.comb += acc_b.eq(acc_read.data)
-        if min(group_counts) <= 2:
+        # A word read in the cycle its previous write lands (consecutive commands on one group,
+        # only in layers with G_k = 1) returns the old value; take the written value instead.
+        if min(group_counts) == 1:
             last_write = Signal(acc_layout)
             last_word = Signal.like(word)
             last_valid = Signal()
-            m.d.sync += [last_write.eq(acc_next), last_word.eq(word_c), last_valid.eq(writes)]
+            m.d.sync += [last_write.eq(acc_next), last_word.eq(word_b), last_valid.eq(writes)]
             with m.If(last_valid & (last_word == word_b)):
                 m.d.comb += acc_b.eq(last_write)
-            if min(group_counts) == 1:
-                with m.If(writes & (word_c == word_b)):
-                    m.d.comb += acc_b.eq(acc_next)
-        m.d.sync += acc_c.eq(acc_b)
 
-        # LIF update of spiking layers.
+        # The LIF unit takes stage B data and returns its results in stage C (latency 1).
         threshold = Signal.like(regs.thresholds[0])
-        with m.Switch(layer_c):
+        with m.Switch(layer_b):
             for k in range(arch.spiking_layers):
                 with m.Case(k):
                     m.d.comb += threshold.eq(regs.thresholds[k])
         m.d.comb += [
-            lif.membrane.eq(membrane_c),
-            lif.synapse.eq(acc_c),
+            lif.synapse.eq(acc_b),
             lif.threshold.eq(threshold),
             lif.first_step.eq(step == 0),
         ]
+        if membrane_words:
+            m.d.comb += lif.leaked.eq(membrane_read.data)
+
+        op_c = Signal(Op)
+        word_c = Signal.like(word)
+        layer_c = Signal.like(layer)
+        group_c = Signal.like(group)
+        m.d.sync += [op_c.eq(op_b), word_c.eq(word_b), layer_c.eq(layer_b), group_c.eq(group_b)]
         updating = op_c == Op.UPDATE
         spiking_layer = layer_c < arch.spiking_layers
         if membrane_words:
             m.d.comb += [
                 membrane_write.addr.eq(word_c),
-                membrane_write.data.eq(lif.membrane_next),
+                membrane_write.data.eq(lif.leaked_next),
                 membrane_write.en.eq(updating & spiking_layer),
             ]
 
@@ -461,12 +465,20 @@ class Accelerator(wiring.Component):
             queue.push_spikes.eq(lif.spikes),
         ]
 
-        m.d.comb += [
-            readout.update.eq(updating & (layer_c == last_layer)),
-            readout.group.eq(group_c),
-            readout.synapse.eq(acc_c),
-            readout.spikes.eq(lif.spikes),
-        ]
+        # The integrating readout adds the synaptic sums in stage B, the spike count adds the
+        # spikes in stage C; both are final before DRAIN ends.
+        if arch.readout == "integrate":
+            m.d.comb += [
+                readout.update.eq((op_b == Op.UPDATE) & (layer_b == last_layer)),
+                readout.group.eq(group_b),
+                readout.synapse.eq(acc_b),
+            ]
+        else:
+            m.d.comb += [
+                readout.update.eq(updating & (layer_c == last_layer)),
+                readout.group.eq(group_c),
+                readout.spikes.eq(lif.spikes),
+            ]
 
         if self._trace:
             self._elaborate_trace(m, arch, step, updating, spiking_layer, layer_c, group_c,

@@ -129,7 +129,9 @@ class EarlyStop(wiring.Component):
 
         table_index = Signal(range(EXP_LEN))
         shifted = product[SCALE_SHIFT:]
-        m.d.comb += table_index.eq(Mux(shifted >= EXP_LEN - 1, EXP_LEN - 1, shifted))
+        table_bits = (EXP_LEN - 1).bit_length()
+        saturated = (shifted[table_bits:] != 0) | (shifted[:table_bits] == EXP_LEN - 1)
+        m.d.comb += table_index.eq(Mux(saturated, EXP_LEN - 1, shifted))
         m.d.comb += exp_read.addr.eq(table_index)
         term = Mux(term_valid, Mux(term_is_one, 1 << EXP_ONE_SHIFT, exp_read.data), 0)
 
@@ -137,8 +139,7 @@ class EarlyStop(wiring.Component):
         if bits + 1 > SCALE_BITS:
             # Clamping keeps k: for d >= 2**16 and scale >= 1 both d and 2**16 - 1 give
             # (d * scale) >> 8 >= 255 > 127, and scale = 0 gives 0 for both.
-            clamped = Mux(raw_distance > (1 << SCALE_BITS) - 1, (1 << SCALE_BITS) - 1,
-                          raw_distance)
+            clamped = Mux(raw_distance[SCALE_BITS:] != 0, (1 << SCALE_BITS) - 1, raw_distance)
         else:
             clamped = raw_distance
         m.d.sync += [

@@ -2,37 +2,71 @@
 
 from __future__ import annotations
 
-from amaranth.hdl import Cat, Const, Module, Mux, Signal, Value
+from amaranth.hdl import Array, Cat, Const, Module, Mux, Signal, Value
 from amaranth.lib import wiring
 from amaranth.lib.wiring import In, Out
 
 from .layout import index_bits
 
-__all__ = ["SpikeQueue", "first_set", "without_lowest"]
+__all__ = ["SpikeQueue", "first_set", "one_hot", "without_lowest"]
 
 
-def first_set(vector: Value) -> tuple[Value, Value]:
-    """Return ``(any, index)``: whether ``vector`` has a set bit, and the lowest set bit.
+def first_set(m: Module, vector: Value, name: str = "first") -> tuple[Signal, Signal]:
+    """Add a priority encoder to ``m`` and return ``(any, index)`` for ``vector``.
 
-    The encoder is a balanced tree of 2:1 multiplexers, ``ceil(log2(len(vector)))`` levels
-    deep, so that a 128-bit queue stays within a few logic levels. ``index`` is 0 when no bit
-    is set.
+    ``any`` tells whether a bit is set, ``index`` is the lowest set bit (0 when none is). The
+    encoder is a balanced tree of 2:1 multiplexers, ``ceil(log2(len(vector)))`` levels deep,
+    so that a 128-bit queue stays within a few logic levels. Every tree node is a named signal:
+    the simulator and the netlist then share each node instead of copying whole subtrees.
     """
     vector = Value.cast(vector)
     size = 1 << max(0, (len(vector) - 1).bit_length())
     level = [(vector[i] if i < len(vector) else Const(0, 1), Const(0, 0)) for i in range(size)]
+    depth = 0
     while len(level) > 1:
+        depth += 1
         merged = []
-        for (low_any, low_index), (high_any, high_index) in zip(level[0::2], level[1::2]):
-            merged.append((low_any | high_any,
-                           Mux(low_any, Cat(low_index, Const(0, 1)), Cat(high_index, Const(1, 1)))))
+        pairs = zip(level[0::2], level[1::2])
+        for node, ((low_any, low_index), (high_any, high_index)) in enumerate(pairs):
+            found = Signal(name=f"{name}_any_{depth}_{node}")
+            index = Signal(depth, name=f"{name}_index_{depth}_{node}")
+            m.d.comb += [
+                found.eq(low_any | high_any),
+                index.eq(Mux(low_any, Cat(low_index, Const(0, 1)), Cat(high_index, Const(1, 1)))),
+            ]
+            merged.append((found, index))
         level = merged
     found, index = level[0]
+    if depth == 0:
+        found_signal, index_signal = Signal(name=f"{name}_any"), Signal(1, name=f"{name}_index")
+        m.d.comb += found_signal.eq(found)
+        return found_signal, index_signal
     return found, index
 
 
-def without_lowest(vector: Value) -> Value:
-    """Return ``vector`` with its lowest set bit cleared.
+def one_hot(index: Value, width: int) -> Value:
+    """Return the ``width``-bit vector with only bit ``index`` set (zero when out of range).
+
+    The decoder ANDs two predecoded halves of the index, one LUT per output bit.
+    """
+    index = Value.cast(index)
+    low_bits = min(len(index), 3)
+    low = [index[:low_bits] == value for value in range(1 << low_bits)]
+    high_index = index[low_bits:]
+    bits = []
+    for position in range(width):
+        high_value = position >> low_bits
+        term = low[position & ((1 << low_bits) - 1)]
+        if len(high_index):
+            term = term & (high_index == high_value)
+        elif high_value:
+            term = Const(0, 1)
+        bits.append(term)
+    return Cat(*bits)
+
+
+def without_lowest(m: Module, vector: Value, name: str = "rest") -> Signal:
+    """Add logic to ``m`` that clears the lowest set bit of ``vector``; return the result.
 
     Bit ``j`` survives when some bit below ``j`` is set; the prefix OR is built in
     ``ceil(log2(n))`` levels (Kogge-Stone) instead of an ``n``-long chain.
@@ -42,9 +76,13 @@ def without_lowest(vector: Value) -> Value:
     prefix = vector
     shift = 1
     while shift < width:
-        prefix = prefix | (prefix << shift)[:width]
+        level = Signal(width, name=f"{name}_prefix_{shift}")
+        m.d.comb += level.eq(prefix | (prefix << shift)[:width])
+        prefix = level
         shift *= 2
-    return vector & (prefix << 1)[:width]
+    result = Signal(width, name=name)
+    m.d.comb += result.eq(vector & (prefix << 1)[:width])
+    return result
 
 
 class SpikeQueue(wiring.Component):
@@ -108,40 +146,82 @@ class SpikeQueue(wiring.Component):
     def elaborate(self, platform):
         m = Module()
         width, lanes = self._width, self._lanes
+        chunks = -(-width // lanes)
 
-        # Positions not yet handed out, head excluded.
-        pending = Signal(width)
+        # The queue is kept in chunks of `lanes` positions, one per group. `data` holds the
+        # spikes as loaded or pushed and is never cleared by a pop; `flags` marks the chunks
+        # still to visit after the current one; `rest` holds the positions of the current chunk
+        # after the head. A pop then searches `lanes` bits or `chunks` flags, never all
+        # `width` positions, and no position needs its own clear logic.
+        data = [Signal(lanes, name=f"data_{c}") for c in range(chunks)]
+        flags = Signal(chunks)
+        current = Signal(range(chunks))
+        rest = Signal(lanes)
+
+        def head_of(chunk, lane):
+            if lanes & (lanes - 1):
+                return chunk * lanes + lane
+            return Cat(lane[:(lanes - 1).bit_length()], chunk)
+
+        # Pop inside the current chunk.
+        rest_found, rest_lane = first_set(m, rest, "rest_first")
+        rest_after = without_lowest(m, rest, "rest_after")
+
+        # Pop into the next chunk with spikes.
+        next_found, next_chunk = first_set(m, flags, "next_chunk")
+        next_bits = Signal(lanes)
+        m.d.comb += next_bits.eq(Array(data)[next_chunk])
+        _, next_lane = first_set(m, next_bits, "next_first")
+        next_after = without_lowest(m, next_bits, "next_after")
+
+        # Load: the first chunk of the input spikes with a spike becomes current.
+        load_chunks = [self.load_spikes[c * lanes:(c + 1) * lanes] for c in range(chunks)]
+        load_flags = Signal(chunks)
+        m.d.comb += load_flags.eq(Cat(*[bits.any() for bits in load_chunks]))
+        load_found, load_chunk = first_set(m, load_flags, "load_chunk")
+        load_bits = Signal(lanes)
+        m.d.comb += load_bits.eq(Array(load_chunks)[load_chunk])
+        _, load_lane = first_set(m, load_bits, "load_first")
+        load_after = without_lowest(m, load_bits, "load_after")
+
+        # Push: the first group of a layer with a spike becomes current.
+        push_found, push_lane = first_set(m, self.push_spikes, "push_first")
+        push_after = without_lowest(m, self.push_spikes, "push_after")
 
         with m.If(self.load):
-            found, index = first_set(self.load_spikes)
+            m.d.sync += [data[c].eq(load_chunks[c]) for c in range(chunks)]
             m.d.sync += [
-                self.head_valid.eq(found),
-                self.head.eq(index),
-                pending.eq(without_lowest(self.load_spikes)),
+                flags.eq(load_flags & ~one_hot(load_chunk, chunks)),
+                current.eq(load_chunk),
+                rest.eq(load_after),
+                self.head.eq(head_of(load_chunk, load_lane)),
+                self.head_valid.eq(load_found),
             ]
 
         with m.Elif(self.pop):
-            found, index = first_set(pending)
-            m.d.sync += [
-                self.head_valid.eq(found),
-                self.head.eq(index),
-                pending.eq(without_lowest(pending)),
-            ]
+            with m.If(rest_found):
+                m.d.sync += [rest.eq(rest_after), self.head.eq(head_of(current, rest_lane))]
+            with m.Elif(next_found):
+                m.d.sync += [
+                    flags.eq(flags & ~one_hot(next_chunk, chunks)),
+                    current.eq(next_chunk),
+                    rest.eq(next_after),
+                    self.head.eq(head_of(next_chunk, next_lane)),
+                ]
+            with m.Else():
+                m.d.sync += self.head_valid.eq(0)
 
         with m.Elif(self.push):
-            # The first spiking group of a layer becomes the head; the rest wait in pending.
-            found, lane_index = first_set(self.push_spikes)
-            takes_head = ~self.head_valid & found
-            stored = Mux(takes_head, without_lowest(self.push_spikes), self.push_spikes)
-            with m.If(takes_head):
+            for c in range(chunks):
+                with m.If(self.push_group == c):
+                    m.d.sync += data[c].eq(self.push_spikes)
+            with m.If(~self.head_valid & push_found):
                 m.d.sync += [
+                    current.eq(self.push_group),
+                    rest.eq(push_after),
+                    self.head.eq(head_of(self.push_group, push_lane)),
                     self.head_valid.eq(1),
-                    self.head.eq(self.push_group * lanes + lane_index),
                 ]
-            for group in range(-(-width // lanes)):
-                with m.If(self.push_group == group):
-                    for lane in range(lanes):
-                        position = group * lanes + lane
-                        if position < width:
-                            m.d.sync += pending[position].eq(stored[lane])
+            with m.Elif(push_found):
+                m.d.sync += flags.eq(flags | one_hot(self.push_group, chunks))
         return m

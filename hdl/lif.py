@@ -21,11 +21,15 @@ def _check_positive(name: str, value) -> None:
 class LifUpdate(wiring.Component):
     """Leaky integrate-and-fire update of ``lanes`` neurons (section "One timestep", step 2).
 
-    For each lane: ``a = v - (v >> leak_shift)`` (``a = v`` for shift 0, ``v`` taken as 0 when
-    ``first_step``), ``u = clamp(a + syn)`` to the membrane range, spike ``s = u >= threshold``,
+    For each lane: ``u = clamp(a + syn)`` to the membrane range, spike ``s = u >= threshold``,
     and ``v' = u - threshold`` (reset ``subtract``) or 0 (reset ``zero``) when ``s``, else ``u``.
+    The unit stores the leaked potential ``a = v - (v >> leak_shift)`` instead of ``v``, so it
+    reads ``leaked`` and returns ``leaked_next = v' - (v' >> leak_shift)`` for the next
+    timestep. ``leaked`` is taken as 0 when ``first_step``, which equals leaking a zero ``v``.
 
-    Latency: 0 cycles (combinational).
+    Latency: 1 cycle. Inputs presented in cycle ``c`` give the outputs in cycle ``c + 1``; a
+    new group may enter every cycle. The first cycle adds ``syn``, the second subtracts the
+    threshold, saturates and leaks.
 
     Parameters
     ----------
@@ -42,16 +46,18 @@ class LifUpdate(wiring.Component):
 
     Members
     -------
-    membrane : In(ArrayLayout(signed(V), lanes))
-        Stored membranes ``v``.
+    leaked : In(ArrayLayout(signed(V), lanes))
+        Leaked potentials ``a`` stored by the previous timestep.
     synapse : In(ArrayLayout(signed(synapse_bits), lanes))
         Synaptic sums ``syn`` of this timestep.
     threshold : In(V - 1)
         Threshold ``theta``, ``1 .. 2**(V-1) - 1``.
     first_step : In(1)
-        The timestep is ``t = 0``: stored membranes are taken as 0.
+        The timestep is ``t = 0``: ``leaked`` is taken as 0.
     membrane_next : Out(ArrayLayout(signed(V), lanes))
         Membranes after reset ``v'``.
+    leaked_next : Out(ArrayLayout(signed(V), lanes))
+        ``v' - (v' >> leak_shift)``, to store for the next timestep.
     spikes : Out(lanes)
         Spike of lane ``l`` in bit ``l``.
     """
@@ -70,11 +76,12 @@ class LifUpdate(wiring.Component):
         self._leak_shift = leak_shift
         self._reset = reset
         super().__init__({
-            "membrane": In(data.ArrayLayout(signed(membrane_bits), lanes)),
+            "leaked": In(data.ArrayLayout(signed(membrane_bits), lanes)),
             "synapse": In(data.ArrayLayout(signed(synapse_bits), lanes)),
             "threshold": In(membrane_bits - 1),
             "first_step": In(1),
             "membrane_next": Out(data.ArrayLayout(signed(membrane_bits), lanes)),
+            "leaked_next": Out(data.ArrayLayout(signed(membrane_bits), lanes)),
             "spikes": Out(lanes),
         })
 
@@ -90,31 +97,42 @@ class LifUpdate(wiring.Component):
         low = -(1 << (bits - 1))
         high = (1 << (bits - 1)) - 1
 
+        # A saturated u = high always fires (theta <= high) and leaves high - theta.
+        threshold = Signal.like(self.threshold)
+        headroom = Signal(bits)
+        m.d.sync += [threshold.eq(self.threshold), headroom.eq(high - self.threshold)]
+
         for lane in range(len(self.spikes)):
-            stored = Mux(self.first_step, 0, self.membrane[lane])
-            if self._leak_shift:
-                leaked = stored - (stored >> self._leak_shift)
-            else:
-                leaked = stored
-            total = Signal(signed(max(bits, len(self.synapse[lane])) + 2),
-                           name=f"total_{lane}")
-            m.d.comb += total.eq(leaked + self.synapse[lane])
+            # Cycle 1: a + syn, wide enough not to overflow.
+            total = Signal(signed(max(bits, len(self.synapse[lane])) + 1), name=f"total_{lane}")
+            m.d.sync += total.eq(Mux(self.first_step, 0, self.leaked[lane]) + self.synapse[lane])
 
-            integrated = Signal(signed(bits), name=f"integrated_{lane}")
-            with m.If(total > high):
-                m.d.comb += integrated.eq(high)
-            with m.Elif(total < low):
-                m.d.comb += integrated.eq(low)
-            with m.Else():
-                m.d.comb += integrated.eq(total)
+            # Cycle 2. The sum fits the membrane when its bits from V-1 up are all equal (all
+            # sign), a LUT test where two comparisons against the limits need two carry chains.
+            upper = total[bits - 1:]
+            fits = (upper == 0) | (upper == (1 << len(upper)) - 1)
+            too_high = ~fits & ~total[-1]
+            too_low = ~fits & total[-1]
+            integrated = Mux(fits, total[:bits], Mux(too_low, low, high))
 
-            spike = integrated >= self.threshold
-            m.d.comb += self.spikes[lane].eq(spike)
+            # One subtractor gives both the spike (u - theta >= 0) and the subtract reset.
+            above = Signal(signed(len(total) + 1), name=f"above_{lane}")
+            m.d.comb += above.eq(total - threshold)
+            spike = too_high | (~too_low & ~above[-1])
             if self._reset == "subtract":
-                after_spike = integrated - self.threshold
+                after_spike = Mux(too_high, headroom, above[:bits])
             else:
                 after_spike = 0
-            m.d.comb += self.membrane_next[lane].eq(Mux(spike, after_spike, integrated))
+            membrane = Signal(signed(bits), name=f"membrane_{lane}")
+            m.d.comb += [
+                membrane.eq(Mux(spike, after_spike, integrated)),
+                self.spikes[lane].eq(spike),
+                self.membrane_next[lane].eq(membrane),
+            ]
+            if self._leak_shift:
+                m.d.comb += self.leaked_next[lane].eq(membrane - (membrane >> self._leak_shift))
+            else:
+                m.d.comb += self.leaked_next[lane].eq(membrane)
         return m
 
 

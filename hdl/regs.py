@@ -57,6 +57,19 @@ class Control(enum.IntFlag):
     CLEAR_FLAGS = 1 << 1
 
 
+def _within(value, low: int, high, width: int):
+    """Return whether the 32-bit ``value`` lies in ``low .. high``, ``high`` below ``2**width``.
+
+    Testing the bits above ``width`` for zero costs a few LUTs, where a 32-bit comparison costs
+    a 32-bit carry chain.
+    """
+    small = value[:width]
+    result = value[width:] == 0
+    if low:
+        result = result & (small >= low)
+    return result & (small <= high)
+
+
 class RegisterFile(wiring.Component):
     """Run-time settings, mask writes and status behind a simple word-addressed bus.
 
@@ -195,31 +208,31 @@ class RegisterFile(wiring.Component):
                     with m.If(value[1]):
                         m.d.sync += rejected.eq(0)
                 with m.Case(Register.ES_RULE):
-                    m.d.comb += accept.eq(value < len(EARLY_STOP_RULES))
+                    m.d.comb += accept.eq(_within(value, 0, len(EARLY_STOP_RULES) - 1, 2))
                     with m.If(accept):
                         m.d.sync += rule.eq(value)
                 with m.Case(Register.BUDGET):
-                    m.d.comb += accept.eq((value >= 1) & (value <= t_max))
+                    m.d.comb += accept.eq(_within(value, 1, t_max, len(budget)))
                     with m.If(accept):
                         m.d.sync += budget.eq(value)
                 with m.Case(Register.MIN_STEPS):
-                    m.d.comb += accept.eq((value >= 1) & (value <= budget))
+                    m.d.comb += accept.eq(_within(value, 1, budget, len(budget)))
                     with m.If(accept):
                         m.d.sync += min_steps.eq(value)
                 with m.Case(Register.MARGIN):
-                    m.d.comb += accept.eq(value < (1 << len(margin)))
+                    m.d.comb += accept.eq(value[len(margin):] == 0)
                     with m.If(accept):
                         m.d.sync += margin.eq(value)
                 with m.Case(Register.CONF_LIMIT):
-                    m.d.comb += accept.eq(value < (1 << CONF_LIMIT_BITS))
+                    m.d.comb += accept.eq(value[CONF_LIMIT_BITS:] == 0)
                     with m.If(accept):
                         m.d.sync += conf_limit.eq(value)
                 with m.Case(Register.SCALE_ADDR):
-                    m.d.comb += accept.eq(value < t_max)
+                    m.d.comb += accept.eq(_within(value, 0, t_max - 1, len(scale_addr)))
                     with m.If(accept):
                         m.d.sync += scale_addr.eq(value)
                 with m.Case(Register.SCALE_DATA):
-                    m.d.comb += accept.eq((value < (1 << SCALE_BITS)) & (scale_addr < t_max))
+                    m.d.comb += accept.eq((value[SCALE_BITS:] == 0) & (scale_addr < t_max))
                     with m.If(accept):
                         m.d.comb += [
                             scale_write.addr.eq(scale_addr),
@@ -228,11 +241,11 @@ class RegisterFile(wiring.Component):
                         ]
                         m.d.sync += scale_addr.eq(scale_addr + 1)
                 with m.Case(Register.MASK_ADDR):
-                    m.d.comb += accept.eq(value < arch.words)
+                    m.d.comb += accept.eq(_within(value, 0, arch.words - 1, len(mask_addr)))
                     with m.If(accept):
                         m.d.sync += [mask_addr.eq(value), self.mask_open.eq(1)]
                 with m.Case(Register.MASK_DATA):
-                    m.d.comb += accept.eq(self.mask_open & (value < (1 << arch.lanes))
+                    m.d.comb += accept.eq(self.mask_open & (value[arch.lanes:] == 0)
                                           & (mask_addr < arch.words))
                     with m.If(accept):
                         m.d.comb += self.mask_we.eq(1)
@@ -242,7 +255,7 @@ class RegisterFile(wiring.Component):
                     m.d.sync += self.mask_open.eq(0)
                 for k, theta in enumerate(thresholds):
                     with m.Case(Register.THRESHOLD_0 + k):
-                        m.d.comb += accept.eq((value >= 1) & (value < (1 << len(theta))))
+                        m.d.comb += accept.eq((value[len(theta):] == 0) & (value[:len(theta)] != 0))
                         with m.If(accept):
                             m.d.sync += theta.eq(value)
 

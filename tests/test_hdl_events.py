@@ -27,12 +27,12 @@ async def drain_heads(ctx, dut, limit=300):
     return heads
 
 
-@pytest.mark.parametrize("width", [1, 5, 64, 130])
-def test_queue_load_hands_out_ascending(width):
+@pytest.mark.parametrize("width,lanes", [(1, 1), (5, 1), (20, 3), (64, 8), (130, 8)])
+def test_queue_load_hands_out_ascending(width, lanes):
     rng = np.random.default_rng(width)
     vectors = [0, (1 << width) - 1, 1 << (width - 1)]
     vectors += [int(rng.integers(0, 1 << min(width, 62))) << max(0, width - 62) for _ in range(4)]
-    dut = SpikeQueue(width=width, lanes=1)
+    dut = SpikeQueue(width=width, lanes=lanes)
     got = []
 
     async def testbench(ctx):

@@ -10,50 +10,58 @@ from sw_model.spec import ArchParams, leak, saturate
 
 
 def evaluate(dut, cases, *, threshold, first_step=0):
-    """Apply each case (membranes, synapses) and return (membrane_next, spikes) per case."""
+    """Apply each case (leaked, synapses) for one cycle and return the outputs from the cycle
+    after it: (membrane_next, leaked_next, spikes) per case."""
     lanes = len(dut.spikes)
     results = []
 
     async def testbench(ctx):
         ctx.set(dut.threshold, threshold)
         ctx.set(dut.first_step, first_step)
-        for membranes, synapses in cases:
+        for leaked, synapses in cases:
             for lane in range(lanes):
-                ctx.set(dut.membrane[lane], int(membranes[lane]))
+                ctx.set(dut.leaked[lane], int(leaked[lane]))
                 ctx.set(dut.synapse[lane], int(synapses[lane]))
+            await ctx.tick()
             results.append(([ctx.get(dut.membrane_next[lane]) for lane in range(lanes)],
+                            [ctx.get(dut.leaked_next[lane]) for lane in range(lanes)],
                             [(ctx.get(dut.spikes) >> lane) & 1 for lane in range(lanes)]))
 
     sim = Simulator(dut)
+    sim.add_clock(1e-6)
     sim.add_testbench(testbench)
     sim.run()
     return results
 
 
 def test_lif_hand_worked_subtract():
-    # V = 8 bits (-128..127), L = 2, theta = 10.
+    # V = 8 bits (-128..127), L = 2, theta = 10; inputs are leaked potentials a.
     dut = LifUpdate(lanes=5, membrane_bits=8, synapse_bits=9, leak_shift=2, reset="subtract")
-    membranes = [20, -7, 120, 100, -128]
+    leaked = [15, -5, 90, 75, -96]
     synapses = [5, 0, 30, 60, -100]
-    (after, spikes), = evaluate(dut, [(membranes, synapses)], threshold=10)
-    # 20 - 5 + 5 = 20 fires, 20 - 10; -7 - (-2) = -5 stays; 120 - 30 + 30 = 120 fires;
-    # 100 - 25 + 60 = 135 saturates to 127 and fires; -128 + 32 - 100 saturates to -128.
+    (after, stored, spikes), = evaluate(dut, [(leaked, synapses)], threshold=10)
+    # 15 + 5 = 20 fires, 20 - 10; -5 stays; 90 + 30 = 120 fires; 75 + 60 = 135 saturates to 127
+    # and fires; -96 - 100 saturates to -128.
     assert after == [10, -5, 110, 117, -128]
     assert spikes == [1, 0, 1, 1, 0]
+    # Next leak: 10 - 2 = 8, -5 + 2 = -3, 110 - 27 = 83, 117 - 29 = 88, -128 + 32 = -96.
+    assert stored == [8, -3, 83, 88, -96]
 
 
 def test_lif_hand_worked_zero_reset_no_leak():
     dut = LifUpdate(lanes=3, membrane_bits=6, synapse_bits=7, leak_shift=0, reset="zero")
-    (after, spikes), = evaluate(dut, [([5, 20, -3], [3, 30, -40])], threshold=8)
+    (after, stored, spikes), = evaluate(dut, [([5, 20, -3], [3, 30, -40])], threshold=8)
     # 5 + 3 = 8 fires and resets to 0; 20 + 30 saturates to 31 and fires; -43 saturates to -32.
     assert after == [0, 0, -32]
+    assert stored == after
     assert spikes == [1, 1, 0]
 
 
 def test_lif_first_step_ignores_stored_membrane():
     dut = LifUpdate(lanes=2, membrane_bits=8, synapse_bits=6, leak_shift=1, reset="subtract")
-    (after, spikes), = evaluate(dut, [([100, -100], [4, -4])], threshold=5, first_step=1)
+    (after, stored, spikes), = evaluate(dut, [([100, -100], [4, -4])], threshold=5, first_step=1)
     assert after == [4, -4]
+    assert stored == [2, -2]
     assert spikes == [0, 0]
 
 
@@ -62,14 +70,17 @@ def test_lif_first_step_ignores_stored_membrane():
 def test_lif_random_against_spec(reset, leak_shift):
     bits, syn_bits, lanes, theta = 7, 8, 4, 13
     rng = np.random.default_rng(leak_shift)
-    cases = [(rng.integers(-64, 64, lanes), rng.integers(-128, 128, lanes)) for _ in range(40)]
+    membranes = [rng.integers(-64, 64, lanes) for _ in range(40)]
+    cases = [(leak(v, leak_shift), rng.integers(-128, 128, lanes)) for v in membranes]
     dut = LifUpdate(lanes=lanes, membrane_bits=bits, synapse_bits=syn_bits,
                     leak_shift=leak_shift, reset=reset)
-    for (membranes, synapses), (after, spikes) in zip(cases, evaluate(dut, cases, threshold=theta)):
-        u = saturate(leak(membranes, leak_shift) + synapses, bits)
+    for (leaked, synapses), (after, stored, spikes) in zip(cases,
+                                                         evaluate(dut, cases, threshold=theta)):
+        u = saturate(leaked + synapses, bits)
         fired = u >= theta
         expected = np.where(fired, u - theta if reset == "subtract" else 0, u)
         assert after == list(expected)
+        assert stored == list(leak(expected, leak_shift))
         assert spikes == [int(f) for f in fired]
 
 
