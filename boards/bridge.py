@@ -13,6 +13,7 @@ from amaranth.lib.crc import catalog
 from amaranth.lib.memory import Memory
 from amaranth.lib.wiring import In, Out
 
+from hdl.regs import Control, Register, Status
 from sw_model import schedule
 from sw_model.spec import ArchParams, bit_length
 
@@ -23,17 +24,17 @@ __all__ = ["Bridge", "CoreRegister", "core_cycle_limit"]
 
 
 class CoreRegister:
-    """Word addresses of the core's register bus used by the bridge."""
+    """Word addresses and bits of the core's register bus that the bridge uses."""
 
-    ID = 0x00
-    STATUS = 0x01
-    CONTROL = 0x02
-    MASK_ADDR = 0x0A
-    MASK_DATA = 0x0B
+    ID = int(Register.ID)
+    STATUS = int(Register.STATUS)
+    CONTROL = int(Register.CONTROL)
+    MASK_ADDR = int(Register.MASK_ADDR)
+    MASK_DATA = int(Register.MASK_DATA)
 
-    CONTROL_ABORT = 1 << 0
-    CONTROL_CLEAR_STICKY = 1 << 1
-    STATUS_WRITE_REJECTED = 1 << 2
+    CONTROL_ABORT = int(Control.ABORT)
+    CONTROL_CLEAR_STICKY = int(Control.CLEAR_FLAGS)
+    STATUS_WRITE_REJECTED = int(Status.WRITE_REJECTED)
 
 
 def core_cycle_limit(arch: ArchParams) -> int:
