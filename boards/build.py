@@ -313,8 +313,8 @@ def build_design(top, board: BoardInfo, out_dir: Path, *, clock_hz: float,
     log.info("build: %s at %.3f MHz in %s", board.name, target_mhz, build_dir)
     plan = platform.prepare(top, name=TOP_NAME,
                             nextpnr_opts=f"--report {REPORT_NAME} --timing-allow-fail")
-    plan.execute_local(str(build_dir), run_script=False)
-    script = "build_top.sh"
+    plan.extract(str(build_dir))
+    script = f"{plan.script}.sh"
     with open(log_path, "w") as log_file:
         process = subprocess.run(["sh", script], cwd=build_dir, env=env, stdout=log_file,
                                  stderr=subprocess.STDOUT)
