@@ -9,13 +9,14 @@
 - PRIME at each kept fraction.
 
 Thresholds are listed per model (see :func:`run_study`). For every integer model the study
-reports the test accuracy at the full budget, the early-stop
-accuracy and mean timesteps (margin rule calibrated on the validation split, with the training
-split as unlabeled samples; see :mod:`sw_model.calibrate`), and the test
-accuracy under multiplicative Gaussian read noise on the weights, without retraining. The noise
-study evaluates in float: each synapse read (every sample, timestep and synapse) multiplies the
-integer weight by ``1 + sigma * N(0, 1)``, and the membrane arithmetic stays the spec's (floor,
-saturation, threshold) on the resulting non-integer values.
+reports three things. The first is the test accuracy at the full budget. The second is the
+early-stop accuracy and mean timesteps, with the margin rule calibrated on the validation split
+and the training split as unlabeled samples (see :mod:`sw_model.calibrate`). The third is the
+test accuracy under multiplicative Gaussian read noise on the weights, without retraining.
+
+The noise study evaluates in float: each synapse read (every sample, timestep and synapse)
+multiplies the integer weight by ``1 + sigma * N(0, 1)``, and the membrane arithmetic stays the
+spec's (floor, saturation, threshold) on the resulting non-integer values.
 """
 
 from __future__ import annotations
@@ -44,18 +45,18 @@ log = logging.getLogger(__name__)
 
 @dataclass(frozen=True)
 class StudyConfig:
-    """What the study runs.
+    """Models and measurements of a study.
 
-    ``keep_fractions`` are the PRIME runs; ``noise_levels`` are relative standard deviations of
-    the read noise (0.05 is 5%), each evaluated ``noise_repeats`` times with different noise
-    seeds; ``max_drop`` is the early-stop calibration budget (see
+    ``keep_fractions`` are the kept fractions of the PRIME runs. ``noise_levels`` are relative
+    standard deviations of the read noise (0.05 is 5%), each evaluated ``noise_repeats`` times
+    with different noise seeds. ``max_drop`` is the early-stop calibration budget (see
     :func:`sw_model.calibrate.calibrate_margin`).
     """
 
     keep_fractions: tuple[float, ...] = (0.1, 0.2, 0.3, 0.4, 0.5, 0.6, 0.7, 0.8, 0.9)
     noise_levels: tuple[float, ...] = (0.0, 0.02, 0.05, 0.1, 0.2)
     noise_repeats: int = 5
-    max_drop: float = 0.005
+    max_drop: float = 0.0025
     seed: int = 0
     baselines: bool = True
 
