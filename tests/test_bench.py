@@ -1,0 +1,180 @@
+"""The benchmark command: a quick run end to end, and the pieces its numbers rest on."""
+
+import json
+import subprocess
+from pathlib import Path
+
+import numpy as np
+import pytest
+
+from bench import energy, hardware, provenance
+from bench.__main__ import main
+from bench.early_stop import pareto_front
+from bench.plots import FIGURES
+from sw_model.model import Model
+from sw_model.spec import ArchParams, EarlyStopParams
+
+PNG_SIGNATURE = b"\x89PNG\r\n\x1a\n"
+
+
+@pytest.fixture(scope="module")
+def quick_run(tmp_path_factory) -> tuple[Path, dict, str]:
+    out = tmp_path_factory.mktemp("bench_out")
+    work = tmp_path_factory.mktemp("bench_work")
+    # One job runs the sweeps in this process, which saves starting workers that import torch.
+    assert main(["--quick", "--jobs", "1", "--out", str(out), "--work", str(work)]) == 0
+    results = json.loads((out / "benchmarks.json").read_text())
+    return out, results, (out / "benchmarks.md").read_text()
+
+
+def test_quick_run_writes_page_json_and_figures(quick_run):
+    out, results, page = quick_run
+    assert results["quick"] is True
+    for name in FIGURES:
+        data = (out / name).read_bytes()
+        assert data.startswith(PNG_SIGNATURE), name
+        assert f"]({name})" in page, name
+
+
+def test_quick_run_page_states_provenance(quick_run):
+    _, results, page = quick_run
+    prov = results["provenance"]
+    assert prov["command"].startswith("python -m bench --quick")
+    assert f"`{prov['command']}`" in page
+    assert prov["git"]["commit"][:12] in page
+    assert prov["machine"]["cpu"] in page
+    assert prov["machine"]["cores"] >= 1
+
+
+def test_quick_run_cycles_at_least_bound(quick_run):
+    _, results, _ = quick_run
+    for key in ("early_stop", "full_budget"):
+        cycles = results["cycles"][key]
+        assert cycles["ratio_to_bound"] >= 1.0
+        assert all(c >= b for c, b in zip(cycles["per_sample"], cycles["per_sample_bound"]))
+    assert results["cycles"]["full_budget"]["mean_steps"] == results["early_stop"]["budget"]
+
+
+def test_quick_run_early_stop_consistent(quick_run):
+    _, results, _ = quick_run
+    es = results["early_stop"]
+    exported = [c for c in es["calibrated"].values() if c["exported"]]
+    assert len(exported) == 1
+    for chosen in es["calibrated"].values():
+        assert 1.0 <= chosen["mean_steps"] <= es["budget"]
+        assert chosen["step_saving"] == pytest.approx(1 - chosen["mean_steps"] / es["budget"])
+    # The exported setting measured here is the one the golden stage measured.
+    assert exported[0]["accuracy"] == results["accuracy"]["default"]["golden_early_stop"]
+    for curve in es["curves"].values():
+        accuracies = [c["accuracy"] for c in curve["front"]]
+        assert accuracies == sorted(accuracies)
+
+
+def test_quick_run_study_reproduces_golden(quick_run):
+    _, results, _ = quick_run
+    acc = results["accuracy"]
+    assert acc["study_matches_golden"] is True
+    kinds = [row["kind"] for row in acc["study"]["rows"]]
+    assert kinds[:3] == ["weights_quantized", "weights_float", "random_unpruned"]
+    fractions = [row["keep_fraction"] for row in acc["study"]["rows"] if row["kind"] == "prime"]
+    assert fractions == sorted(results["settings"]["kept_fractions"])
+
+
+def test_quick_run_cpu_loop_agrees(quick_run):
+    _, results, _ = quick_run
+    torch_run = results["cpu"]["torch_per_sample"]
+    assert torch_run["agrees_with_golden"] == torch_run["samples"] > 0
+    golden_run = results["cpu"]["golden_batched"]
+    assert golden_run["samples"] == results["dataset"]["test"]
+    assert golden_run["inferences_per_s"] == pytest.approx(golden_run["samples"]
+                                                           / golden_run["seconds"])
+
+
+def test_quick_run_energy_ordering(quick_run):
+    _, results, page = quick_run
+    designs = results["energy"]["designs"]
+    totals = [designs[k]["energy_pj"]["total"]
+              for k in ("event_early_stop", "event_full_budget", "dense_full_budget")]
+    assert totals == sorted(totals)
+    assert designs["dense_full_budget"]["fraction_of_dense"] == 1.0
+    assert "## Energy per inference (an estimate)" in page
+    assert "This is an estimate, not a measurement." in page
+
+
+def test_quick_run_skips_hardware(quick_run):
+    _, results, page = quick_run
+    assert results["boards"] == []
+    assert results["verification"] == []
+    assert "No board was built in this run." in page
+    assert "No simulator ran in this run." in page
+
+
+def test_pareto_front_keeps_best_per_steps():
+    candidates = [{"mean_steps": 2.0, "accuracy": 0.8}, {"mean_steps": 1.0, "accuracy": 0.7},
+                  {"mean_steps": 3.0, "accuracy": 0.75}, {"mean_steps": 1.0, "accuracy": 0.72},
+                  {"mean_steps": 4.0, "accuracy": 0.9}]
+    front = pareto_front(candidates)
+    assert [(c["mean_steps"], c["accuracy"]) for c in front] == [(1.0, 0.72), (2.0, 0.8),
+                                                                 (4.0, 0.9)]
+
+
+def test_energy_words_round_up():
+    assert energy.words(8, 4) == 1
+    assert energy.words(8, 12) == 3
+    assert energy.words(8, 1) == 1
+    assert energy.words(16, 9) == 5
+
+
+def test_energy_counts_dense_by_hand():
+    arch = ArchParams(sizes=(4, 6, 3), timesteps=4, lanes=3, membrane_bits=12, input_bits=2)
+    masks = [np.ones((4, 6), np.uint8), np.ones((6, 3), np.uint8)]
+    model = Model(arch=arch, masks=masks, thresholds=[3],
+                  early_stop=EarlyStopParams(rule="off", budget=4))
+    x = np.array([[0, 1, 2, 3]])
+    counts = energy.count_operations(model, x, model.early_stop, dense=True)
+    # Weight rows are 3 x 4 bits (1 word); accumulators 3 x 7 bits (1 word) in both layers.
+    # Layer 0: 4 inputs x 2 groups, membrane rows 3 x 12 bits (2 words). Layer 1: 6 inputs x
+    # 1 group, output rows 3 x 10 bits (1 word).
+    layer_0 = 4 * 2 * (1 + 2 * 1) + 2 * (1 + 2 * 2)
+    layer_1 = 6 * 1 * (1 + 2 * 1) + 1 * (1 + 2 * 1)
+    assert counts["word_accesses"] == 4 * (layer_0 + layer_1)
+    # Adds: every synapse every step, 3 per LIF neuron, 1 per output, one decision at the budget.
+    assert counts["adds"] == 4 * (4 * 6 + 6 * 3 + 6 * 3 + 3) + 3
+    assert counts["multiplies"] == 0
+    assert counts["steps"] == 4
+
+
+def test_git_state_ignores_listed_paths(tmp_path, monkeypatch):
+    subprocess.run(["git", "init", "-q", str(tmp_path)], check=True)
+    for args in (["config", "user.email", "bench@example.com"], ["config", "user.name", "bench"]):
+        subprocess.run(["git", "-C", str(tmp_path), *args], check=True)
+    (tmp_path / "kept.txt").write_text("a\n")
+    subprocess.run(["git", "-C", str(tmp_path), "add", "kept.txt"], check=True)
+    subprocess.run(["git", "-C", str(tmp_path), "commit", "-q", "-m", "first"], check=True)
+    monkeypatch.setattr(provenance, "ROOT", tmp_path)
+    assert provenance.git_state()["dirty"] is False
+    (tmp_path / "kept.txt").write_text("b\n")
+    (tmp_path / "docs").mkdir()
+    (tmp_path / "docs" / "page.md").write_text("x\n")
+    state = provenance.git_state(ignore=("docs/page.md",))
+    assert state["dirty"] is True
+    assert state["changed_files"] == ["kept.txt"]
+    assert provenance.git_state(ignore=("kept.txt", "docs"))["dirty"] is False
+
+
+def test_read_cocotb_results_picks_testcase(tmp_path):
+    path = tmp_path / "results.xml"
+    path.write_text(
+        '<testsuites><testsuite name="verif.tb_core">'
+        '<testcase name="other" time="1.0"><properties>'
+        '<property name="sim_time_unit" value="ns" />'
+        '<property name="sim_time_duration" value="10.0" /></properties></testcase>'
+        '<testcase name="samples_match_golden" time="2.5"><properties>'
+        '<property name="sim_time_unit" value="us" />'
+        '<property name="sim_time_duration" value="12.34" /></properties></testcase>'
+        '</testsuite></testsuites>')
+    timing = hardware.read_cocotb_results(path, "samples_match_golden")
+    assert timing["seconds"] == 2.5
+    assert timing["sim_time_ns"] == pytest.approx(12340.0)
+    with pytest.raises(ValueError, match="no testcase 'missing'"):
+        hardware.read_cocotb_results(path, "missing")
