@@ -255,9 +255,14 @@ class Pipeline:
                                           allow_overfull=b["allow_overfull"])
             except BuildError as error:
                 raise PipelineError(f"bitstream build for {b['name']!r} failed: {error}") from None
-            result = {"bitstream": str(outcome.bitstream), "resources": outcome.resources,
+            result = {"bitstream": outcome.bitstream and str(outcome.bitstream), "resources": outcome.resources,
                       "fmax_mhz": outcome.fmax_mhz, "target_clock_mhz": outcome.target_clock_mhz,
                       "tool_versions": outcome.tool_versions, "board": b["name"]}
+            if outcome.bitstream is None:
+                # Only reachable with allow_overfull: the design did not fit, so nothing was placed.
+                log.warning("build: the design does not fit %s; no bitstream, no Fmax", b["name"])
+                result["bitstream"] = None
+                return result, []
             log.info("build: %s, Fmax %.1f MHz against %.1f MHz", outcome.bitstream,
                      outcome.fmax_mhz, outcome.target_clock_mhz)
             return result, [Path(outcome.bitstream)]
