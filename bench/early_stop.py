@@ -36,7 +36,7 @@ def pareto_front(candidates: list[dict]) -> list[dict]:
 def calibrated_setting(model: Model, config: Config, rule: str, x_val: np.ndarray,
                        y_val: np.ndarray) -> EarlyStopParams:
     """Return the model's exported setting for its own rule, else calibrate ``rule`` on the
-    validation split with the configuration's early-stop options."""
+    validation split with the configuration's early-stop options, as the export stage does."""
     if model.early_stop.rule == rule:
         return model.early_stop
     es = config["early_stop"]

@@ -148,7 +148,7 @@ def cycles(results: dict, path: Path) -> Path:
     ax.set_xscale("log")
     ax.set_yscale("log")
     ax.set_xlabel("event-driven bound (cycles)")
-    ax.set_ylabel("cycles per inference (schedule, checked against the RTL)")
+    ax.set_ylabel("cycles per inference (golden-model schedule)")
     ax.set_title("Cycles per inference against the event-driven bound, per test sample",
                  fontsize=10)
     ax.grid(alpha=0.3, which="both")
