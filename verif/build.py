@@ -209,6 +209,27 @@ def _save_runtime_objects(cache: Path, directory: Path) -> None:
         shutil.rmtree(staging, ignore_errors=True)
 
 
+def _build_verilator(runner: _Verilator, source: Path, directory: Path, toplevel: str,
+                     waves: bool, cache: Path) -> None:
+    control = directory / "public_ports.vlt"
+    control.write_text(_public_ports_control(toplevel))
+
+    def compile_core() -> None:
+        runner.reuse_objects = tuple(_seed_runtime_objects(cache, directory))
+        runner.build(sources=[control, source], hdl_toplevel=toplevel, build_dir=directory,
+                     build_args=list(VERILATOR_BUILD_ARGS), waves=waves,
+                     log_file=directory / "build.log")
+        _save_runtime_objects(cache, directory)
+
+    if cache.is_dir():
+        compile_core()
+        return
+    # The first build compiles the run-time library. Other workers wait for it instead of
+    # compiling the same objects in parallel.
+    with file_lock(cache.with_name(cache.name + ".lock")):
+        compile_core()
+
+
 def build(verilog: Path, root: Path, simulator: str = "verilator", *, waves: bool = False,
           toplevel: str = TOPLEVEL, runtime_root: Path | None = None) -> Build:
     """Compile ``verilog`` for ``simulator`` under ``root``, or return the existing build.
@@ -243,14 +264,8 @@ def build(verilog: Path, root: Path, simulator: str = "verilator", *, waves: boo
         runner = _runner(simulator)
         started = time.monotonic()
         if simulator == "verilator":
-            cache = _runtime_cache(Path(runtime_root or root).resolve(), waves)
-            runner.reuse_objects = tuple(_seed_runtime_objects(cache, directory))
-            control = directory / "public_ports.vlt"
-            control.write_text(_public_ports_control(toplevel))
-            runner.build(sources=[control, source], hdl_toplevel=toplevel, build_dir=directory,
-                         build_args=list(VERILATOR_BUILD_ARGS), waves=waves,
-                         log_file=directory / "build.log")
-            _save_runtime_objects(cache, directory)
+            _build_verilator(runner, source, directory, toplevel, waves,
+                             _runtime_cache(Path(runtime_root or root).resolve(), waves))
         else:
             dump = directory / "verif_waves_dump.v"
             dump.write_text(ICARUS_DUMP_MODULE.replace("{toplevel}", toplevel))

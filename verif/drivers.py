@@ -86,22 +86,25 @@ class SampleDriver:
                 self.on_sent(index, last)
 
     async def _drive(self, sample: list[int]) -> int | None:
-        clk = self.dut.clk
+        dut = self.dut
+        edge = RisingEdge(dut.clk)
+        settled = ReadOnly()
+        in_valid, in_data, in_ready = dut.in_valid, dut.in_data, dut.in_ready
         last = None
         for value in sample:
             if self.gap_probability and self.rng.random() < self.gap_probability:
-                self.dut.in_valid.value = 0
+                in_valid.value = 0
                 for _ in range(int(self.rng.integers(1, 4))):
-                    await RisingEdge(clk)
-            self.dut.in_valid.value = 1
-            self.dut.in_data.value = value
+                    await edge
+            in_valid.value = 1
+            in_data.value = value
             while True:
-                await ReadOnly()
-                accepted = self.dut.in_ready.value == 1
+                await settled
+                accepted = str(in_ready.value) == "1"
                 cycle = cycle_now()
-                await RisingEdge(clk)
+                await edge
                 if self._flushing:
-                    self.dut.in_valid.value = 0
+                    in_valid.value = 0
                     return None
                 if accepted:
                     break

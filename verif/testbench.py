@@ -25,7 +25,7 @@ from sw_model.spec import EarlyStopParams
 
 from .checker import InOrderChecker, SampleReport
 from .drivers import CLOCK_PERIOD_NS, ReadyDriver, RegisterDriver, SampleDriver, cycle_now
-from .monitors import InputMonitor, ResultMonitor, TraceMonitor, has_port
+from .monitors import CycleSampler, InputMonitor, ResultMonitor, TraceMonitor, has_port
 from .reference import expected_samples, trace_value_bits
 from .registers import Control, Reg, Status, early_stop_writes, mask_words
 
@@ -117,6 +117,9 @@ class CoreTestbench:
                                       value_bits=trace_value_bits(self.arch),
                                       on_event=self.checker.trace_event,
                                       on_error=self.checker.protocol_error)
+        monitors = [self.results, self.inputs] + ([self.trace] if self.trace else [])
+        self.in_reset = True
+        self.sampler = CycleSampler(dut, monitors, in_reset=lambda: self.in_reset)
         self._drained = Event()
         self._drained.set()
         self.next_index = 0
@@ -131,19 +134,20 @@ class CoreTestbench:
         self.samples.start()
         self.registers.start()
         self.ready.start()
+        self.sampler.start()
         await self.reset()
-        self.results.start()
-        self.inputs.start()
-        if self.trace is not None:
-            self.trace.start()
 
     async def reset(self, cycles: int = 2) -> None:
         """Hold ``rst`` for ``cycles`` cycles, close open samples as aborted, wait until idle."""
         await RisingEdge(self.dut.clk)
         self.dut.rst.value = 1
+        self.in_reset = True
         for _ in range(cycles):
             await RisingEdge(self.dut.clk)
         self.dut.rst.value = 0
+        # The monitors see the core again from the first cycle out of reset on.
+        await RisingEdge(self.dut.clk)
+        self.in_reset = False
         self._forget_open_samples()
         self.es = self.reference.early_stop
         await self.wait_ready()
@@ -198,7 +202,7 @@ class CoreTestbench:
 
     def _on_result(self, result) -> None:
         self.checker.result(result)
-        self.inputs.busy = False
+        self.inputs.result_accepted()
         if self.checker.open_samples == 0:
             self._drained.set()
 
