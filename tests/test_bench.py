@@ -17,17 +17,27 @@ from sw_model.spec import ArchParams, EarlyStopParams
 PNG_SIGNATURE = b"\x89PNG\r\n\x1a\n"
 
 
-@pytest.fixture(scope="module")
-def quick_run(tmp_path_factory) -> tuple[Path, dict, str]:
-    out = tmp_path_factory.mktemp("bench_out")
-    work = tmp_path_factory.mktemp("bench_work")
+def test_quick_run_page_and_numbers(tmp_path):
+    """One quick run, checked part by part by the helpers below.
+
+    A single test runs it once: a module fixture would run once per pytest-xdist worker.
+    """
+    out, work = tmp_path / "out", tmp_path / "work"
     # One job runs the sweeps in this process, which saves starting workers that import torch.
     assert main(["--quick", "--jobs", "1", "--out", str(out), "--work", str(work)]) == 0
-    results = json.loads((out / "benchmarks.json").read_text())
-    return out, results, (out / "benchmarks.md").read_text()
+    run = (out, json.loads((out / "benchmarks.json").read_text()),
+           (out / "benchmarks.md").read_text())
+    check_files(run)
+    check_provenance(run)
+    check_cycles(run)
+    check_early_stop(run)
+    check_study(run)
+    check_cpu_loop(run)
+    check_energy(run)
+    check_no_hardware(run)
 
 
-def test_quick_run_writes_page_json_and_figures(quick_run):
+def check_files(quick_run):
     out, results, page = quick_run
     assert results["quick"] is True
     for name in FIGURES:
@@ -36,7 +46,7 @@ def test_quick_run_writes_page_json_and_figures(quick_run):
         assert f"]({name})" in page, name
 
 
-def test_quick_run_page_states_provenance(quick_run):
+def check_provenance(quick_run):
     _, results, page = quick_run
     prov = results["provenance"]
     assert prov["command"].startswith("python -m bench --quick")
@@ -46,7 +56,7 @@ def test_quick_run_page_states_provenance(quick_run):
     assert prov["machine"]["cores"] >= 1
 
 
-def test_quick_run_cycles_at_least_bound(quick_run):
+def check_cycles(quick_run):
     _, results, _ = quick_run
     for key in ("early_stop", "full_budget"):
         cycles = results["cycles"][key]
@@ -55,7 +65,7 @@ def test_quick_run_cycles_at_least_bound(quick_run):
     assert results["cycles"]["full_budget"]["mean_steps"] == results["early_stop"]["budget"]
 
 
-def test_quick_run_early_stop_consistent(quick_run):
+def check_early_stop(quick_run):
     _, results, _ = quick_run
     es = results["early_stop"]
     exported = [c for c in es["calibrated"].values() if c["exported"]]
@@ -70,7 +80,7 @@ def test_quick_run_early_stop_consistent(quick_run):
         assert accuracies == sorted(accuracies)
 
 
-def test_quick_run_study_reproduces_golden(quick_run):
+def check_study(quick_run):
     _, results, _ = quick_run
     acc = results["accuracy"]
     assert acc["study_matches_golden"] is True
@@ -80,7 +90,7 @@ def test_quick_run_study_reproduces_golden(quick_run):
     assert fractions == sorted(results["settings"]["kept_fractions"])
 
 
-def test_quick_run_cpu_loop_agrees(quick_run):
+def check_cpu_loop(quick_run):
     _, results, _ = quick_run
     torch_run = results["cpu"]["torch_per_sample"]
     assert torch_run["agrees_with_golden"] == torch_run["samples"] > 0
@@ -90,7 +100,7 @@ def test_quick_run_cpu_loop_agrees(quick_run):
                                                            / golden_run["seconds"])
 
 
-def test_quick_run_energy_ordering(quick_run):
+def check_energy(quick_run):
     _, results, page = quick_run
     designs = results["energy"]["designs"]
     totals = [designs[k]["energy_pj"]["total"]
@@ -101,7 +111,7 @@ def test_quick_run_energy_ordering(quick_run):
     assert "This is an estimate, not a measurement." in page
 
 
-def test_quick_run_skips_hardware(quick_run):
+def check_no_hardware(quick_run):
     _, results, page = quick_run
     assert results["boards"] == []
     assert results["verification"] == []
