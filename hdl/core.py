@@ -3,14 +3,15 @@
 The core implements docs/architecture.md cycle for cycle. One datapath of ``lanes`` neuron units
 serves all layers; a command issued by the controller in cycle ``c`` passes these stages:
 
-- ``S0`` (cycle ``c``): the controller issues ``(op, layer, row, group)``; the crossbar starts
-  reading weights and mask;
+- ``S0`` (cycle ``c``): the controller issues ``(op, layer, row, group)``, and the crossbar
+  starts reading weights and mask;
 - ``A`` (``c + H``, ``H = HASH_STAGES`` for the hash source, else 0): accumulator and membrane
   read addresses;
-- ``B`` (``c + H + 1``): memory data and masked weights arrive. The integrate sum is written
-  back, the integrating readout adds its sums and the LIF unit adds the synaptic sums.
-- ``C`` (``c + H + 2``): the LIF unit finishes. Membranes are written back, and spikes go to the
-  queue and to the spike-count readout.
+- ``B`` (``c + H + 1``): accumulator and membrane words arrive. The integrating readout adds
+  the synaptic sums, and the LIF unit starts.
+- ``C`` (``c + H + 2``): the masked weights arrive from the crossbar's output register, and the
+  integrate sum is written back. The LIF unit finishes: membranes are written back, and spikes
+  go to the queue and to the spike-count readout.
 
 So the last update of a layer writes its spikes ``H + 2`` cycles after it is issued, which is
 the ``DRAIN`` phase of the schedule.
@@ -38,6 +39,7 @@ from .layout import (
 )
 from .lif import LifUpdate, OutputAccumulator
 from .regs import RegisterFile
+from .synthesis import RDWR_DONT_CARE_PREFIX
 
 __all__ = ["Accelerator", "CYCLES_BITS"]
 
@@ -109,7 +111,7 @@ class Accelerator(wiring.Component):
         Register bus, see :class:`hdl.regs.RegisterFile`.
     trace_valid, trace_step, trace_layer, trace_group, trace_spikes, trace_values : Out
         One record per update-phase group, in the cycle after the group is computed (only with
-        ``trace``). ``trace_values`` holds ``lanes`` signed values of ``max(V, output_bits)``
+        ``trace``). ``trace_values`` carries ``lanes`` signed values of ``max(V, output_bits)``
         bits: membranes after reset, or ``o_j`` for an integrating output layer.
     """
 
@@ -185,20 +187,23 @@ class Accelerator(wiring.Component):
         # -- submodules ------------------------------------------------------------------------
         m.submodules.regs = regs = RegisterFile(model)
         m.submodules.crossbar = crossbar = Crossbar(arch, model.masks)
-        m.submodules.queue = queue = SpikeQueue(width=queue_width(arch), lanes=lanes)
+        # An input takes G_k cycles, so pops come at least min(G_k) cycles apart.
+        pop_gap = 2 if min(group_counts) >= 2 else 1
+        m.submodules.queue = queue = SpikeQueue(width=queue_width(arch), lanes=lanes,
+                                                pop_gap=pop_gap)
         m.submodules.lif = lif = LifUpdate.for_arch(arch, acc_bits)
         m.submodules.readout = readout = OutputAccumulator(arch, acc_bits)
         m.submodules.early_stop = early_stop = EarlyStop(arch)
 
         accumulators = memory.Memory(shape=unsigned(acc_layout.size), depth=acc_words, init=[])
-        m.submodules.accumulators = accumulators
+        m.submodules[RDWR_DONT_CARE_PREFIX + "accumulators"] = accumulators
         acc_read = accumulators.read_port()
         acc_write = accumulators.write_port()
         if membrane_words:
             # Holds the leaked potential a = v - (v >> L) of each spiking neuron, see LifUpdate.
             membranes = memory.Memory(shape=unsigned(membrane_layout.size), depth=membrane_words,
                                       init=[])
-            m.submodules.membranes = membranes
+            m.submodules[RDWR_DONT_CARE_PREFIX + "membranes"] = membranes
             membrane_read = membranes.read_port()
             membrane_write = membranes.write_port()
 
@@ -275,7 +280,7 @@ class Accelerator(wiring.Component):
         # The comparison runs in the cycle before ENCODE, so that ENCODE registers S_0 into the
         # queue straight from flip-flops. That cycle is START (t = 0, and r(0) = 0 turns the
         # test into x_i != 0 on the samples as they shift in) or the last cycle of the previous
-        # step (t + 1). Other cycles compute a value nobody reads.
+        # step (t + 1). In other cycles the register takes a value that is never read.
         next_step = Signal(len(step) + 1)
         m.d.comb += next_step.eq(step + 1)
         step_bits = Cat(next_step, Signal(arch.input_bits))[:arch.input_bits]
@@ -403,31 +408,41 @@ class Accelerator(wiring.Component):
         group_b = Signal.like(group)
         m.d.sync += [op_b.eq(op_a), word_b.eq(word_a), layer_b.eq(layer_a), group_b.eq(group_a)]
 
-        # Stage B adds the masked weights to the accumulator word and writes it back; an update
-        # or a clear writes 0. The sum needs only the block RAM outputs and one adder, while the
-        # LIF arithmetic waits for stage C.
+        op_c = Signal(Op)
+        word_c = Signal.like(word)
+        layer_c = Signal.like(layer)
+        group_c = Signal.like(group)
+        m.d.sync += [op_c.eq(op_b), word_c.eq(word_b), layer_c.eq(layer_b), group_c.eq(group_b)]
+
+        # Stage B reads the accumulator word, and stage C adds the masked weights (registered by
+        # the crossbar) and writes it back. An update or a clear writes 0. A read in stage B
+        # misses the writes of stage C in the same cycle and in the cycle before, which happen
+        # for consecutive commands on one group in layers with G_k <= 2. Those are forwarded.
         acc_b = Signal(acc_layout)
+        acc_c = Signal(acc_layout)
         acc_next = Signal(acc_layout)
-        writes = op_b != Op.NONE
+        writes = op_c != Op.NONE
         m.d.comb += [
             acc_b.eq(acc_read.data),
-            acc_write.addr.eq(word_b),
+            acc_write.addr.eq(word_c),
             acc_write.data.eq(acc_next),
             acc_write.en.eq(writes),
         ]
-        with m.If(op_b == Op.INTEGRATE):
+        with m.If(op_c == Op.INTEGRATE):
             for lane in range(lanes):
-                m.d.comb += acc_next[lane].eq(acc_b[lane] + crossbar.weights[lane])
+                m.d.comb += acc_next[lane].eq(acc_c[lane] + crossbar.weights[lane])
 
-        # A word read in the cycle its previous write lands (consecutive commands on one group,
-        # only in layers with G_k = 1) returns the old value; take the written value instead.
-        if min(group_counts) == 1:
+        if min(group_counts) <= 2:
             last_write = Signal(acc_layout)
             last_word = Signal.like(word)
             last_valid = Signal()
-            m.d.sync += [last_write.eq(acc_next), last_word.eq(word_b), last_valid.eq(writes)]
+            m.d.sync += [last_write.eq(acc_next), last_word.eq(word_c), last_valid.eq(writes)]
             with m.If(last_valid & (last_word == word_b)):
                 m.d.comb += acc_b.eq(last_write)
+        if min(group_counts) == 1:
+            with m.If(writes & (word_c == word_b)):
+                m.d.comb += acc_b.eq(acc_next)
+        m.d.sync += acc_c.eq(acc_b)
 
         # The LIF unit takes stage B data and returns its results in stage C (latency 1).
         threshold = Signal.like(regs.thresholds[0])
@@ -443,11 +458,6 @@ class Accelerator(wiring.Component):
         if membrane_words:
             m.d.comb += lif.leaked.eq(membrane_read.data)
 
-        op_c = Signal(Op)
-        word_c = Signal.like(word)
-        layer_c = Signal.like(layer)
-        group_c = Signal.like(group)
-        m.d.sync += [op_c.eq(op_b), word_c.eq(word_b), layer_c.eq(layer_b), group_c.eq(group_b)]
         updating = op_c == Op.UPDATE
         spiking_layer = layer_c < arch.spiking_layers
         if membrane_words:

@@ -2,7 +2,7 @@
 
 from __future__ import annotations
 
-from amaranth.hdl import Module, Signal, signed, unsigned
+from amaranth.hdl import Module, Mux, Signal, signed, unsigned
 from amaranth.lib import data, memory, wiring
 from amaranth.lib.wiring import In, Out
 
@@ -10,6 +10,7 @@ from sw_model.schedule import hash_stages
 from sw_model.spec import ArchParams
 
 from .layout import index_bits, mask_words
+from .synthesis import RDWR_DONT_CARE_PREFIX
 from .weights import coordinate_signature, weight_source, word_address
 
 __all__ = ["Crossbar"]
@@ -18,14 +19,15 @@ __all__ = ["Crossbar"]
 class Crossbar(wiring.Component):
     """Masked weights ``w[i, j] * m[i, j]`` of one synapse group per cycle, for every layer.
 
-    The weights come from the source that ``arch.weight_source`` selects; the mask is a block
+    The weights come from the source that ``arch.weight_source`` selects. The mask is a block
     RAM of ``arch.words`` words of ``lanes`` bits, initialised with the trained mask and written
     through a separate port. Lanes past the last neuron of a layer always read 0 because their
     weight is 0, so mask bits written there have no effect.
 
-    Latency: ``1 + hash_stages(arch)`` cycles (1 for the ROM source, 4 for the hash source).
-    A new group may enter every cycle. A mask write in cycle ``c`` is seen by groups entering in
-    cycle ``c + 1`` or later.
+    Latency: ``2 + hash_stages(arch)`` cycles (2 for the ROM source, 5 for the hash source): the
+    memory read and an output register. A new group may enter every cycle. A mask write in cycle
+    ``c`` is seen by groups entering in cycle ``c + 1`` or later; a group of that word entering
+    in cycle ``c`` itself reads an undefined mask.
 
     Parameters
     ----------
@@ -66,7 +68,7 @@ class Crossbar(wiring.Component):
 
     @property
     def latency(self) -> int:
-        return 1 + hash_stages(self._arch)
+        return 2 + hash_stages(self._arch)
 
     def elaborate(self, platform):
         m = Module()
@@ -80,7 +82,7 @@ class Crossbar(wiring.Component):
         ]
 
         masks = memory.Memory(shape=unsigned(arch.lanes), depth=arch.words, init=self._mask_init)
-        m.submodules.masks = masks
+        m.submodules[RDWR_DONT_CARE_PREFIX + "masks"] = masks
         mask_read = masks.read_port()
         mask_write = masks.write_port()
         m.d.comb += [
@@ -97,7 +99,8 @@ class Crossbar(wiring.Component):
             address = delayed
         m.d.comb += mask_read.addr.eq(address)
 
+        # The output register keeps the block RAM clock-to-output delay (5.8 ns on ECP5) out of
+        # the accumulator adder that follows.
         for lane in range(arch.lanes):
-            with m.If(mask_read.data[lane]):
-                m.d.comb += self.weights[lane].eq(source.weights[lane])
+            m.d.sync += self.weights[lane].eq(Mux(mask_read.data[lane], source.weights[lane], 0))
         return m

@@ -46,7 +46,7 @@ class EarlyStop(wiring.Component):
 
     Latency: with ``start`` high in cycle ``c``, ``done`` is high for one cycle, in cycle
     ``c + n_out + 1`` for the rules ``off`` and ``margin`` and ``c + 2 * n_out + 3`` for
-    ``confidence``; these are the ``DECIDE`` cycles of ``sw_model.schedule.decide_cycles``.
+    ``confidence``. These are the ``DECIDE`` cycles of ``sw_model.schedule.decide_cycles``.
     ``fire`` is valid while ``done`` is high; ``top1`` from then until the next ``start``. The
     settings and ``scores`` must hold from ``start`` to ``done``.
 

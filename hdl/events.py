@@ -14,10 +14,10 @@ __all__ = ["SpikeQueue", "first_set", "one_hot", "without_lowest"]
 def first_set(m: Module, vector: Value, name: str = "first") -> tuple[Signal, Signal]:
     """Add a priority encoder to ``m`` and return ``(any, index)`` for ``vector``.
 
-    ``any`` tells whether a bit is set, ``index`` is the lowest set bit (0 when none is). The
-    encoder is a balanced tree of 2:1 multiplexers, ``ceil(log2(len(vector)))`` levels deep,
-    so that a 128-bit queue stays within a few logic levels. Every tree node is a named signal:
-    the simulator and the netlist then share each node instead of copying whole subtrees.
+    ``any`` is high when a bit is set, and ``index`` is the lowest set bit (0 when none is). The
+    encoder is a balanced tree of 2:1 multiplexers, ``ceil(log2(len(vector)))`` levels deep.
+    Every tree node is a named signal, so the simulator and the netlist share each node instead
+    of copying whole subtrees into every expression that uses it.
     """
     vector = Value.cast(vector)
     size = 1 << max(0, (len(vector) - 1).bit_length())
@@ -66,7 +66,7 @@ def one_hot(index: Value, width: int) -> Value:
 
 
 def without_lowest(m: Module, vector: Value, name: str = "rest") -> Signal:
-    """Add logic to ``m`` that clears the lowest set bit of ``vector``; return the result.
+    """Add logic to ``m`` that clears the lowest set bit of ``vector``, and return the result.
 
     Bit ``j`` survives when some bit below ``j`` is set; the prefix OR is built in
     ``ceil(log2(n))`` levels (Kogge-Stone) instead of an ``n``-long chain.
@@ -88,14 +88,17 @@ def without_lowest(m: Module, vector: Value, name: str = "rest") -> Signal:
 class SpikeQueue(wiring.Component):
     """Spiking inputs of the layer being integrated, handed out in ascending order.
 
-    ``load`` fills the queue with the input spikes ``S_0``; ``push`` adds the spikes of one
-    group of lanes as the update phase produces them (groups must arrive in ascending order and
-    the queue must be empty when a layer's first group arrives); ``pop`` moves ``head`` to the
-    next spiking input. ``head`` is the lowest index not yet handed out, so the integrate phase
-    issues inputs in ascending order as section "Accelerator schedule and cycle count" requires.
+    ``load`` fills the queue with the input spikes ``S_0``. ``push`` adds the spikes of one
+    group of lanes as the update phase produces them. Groups must arrive in ascending order, and
+    the queue must be empty when the first group of a layer arrives. ``pop`` moves ``head`` to
+    the next spiking input. ``head`` is the lowest index not yet handed out, so the integrate
+    phase issues inputs in ascending order as section "Accelerator schedule and cycle count"
+    requires.
 
     Latency: 1 cycle. ``head`` and ``head_valid`` reflect a ``load``, ``push`` or ``pop`` from
-    the next cycle on. At most one of the three may be high in a cycle.
+    the next cycle on. At most one of the three may be high in a cycle. With ``pop_gap = 2`` a
+    ``pop`` must come at least two cycles after the previous ``load``, ``push`` or ``pop``;
+    the schedule guarantees that when every layer has at least two groups.
 
     Parameters
     ----------
@@ -103,6 +106,8 @@ class SpikeQueue(wiring.Component):
         Positions in the queue: the widest of ``sizes[0]`` and ``G_k * lanes`` of hidden layers.
     lanes : int
         Spikes per ``push``; group ``g`` covers positions ``g * lanes .. g * lanes + lanes - 1``.
+    pop_gap : int
+        1 or 2: the fewest cycles from a ``load``, ``push`` or ``pop`` to the next ``pop``.
 
     Members
     -------
@@ -121,16 +126,19 @@ class SpikeQueue(wiring.Component):
     head : Out(index_bits(width))
         Lowest spiking input not yet handed out; valid while ``head_valid``.
     head_valid : Out(1)
-        The queue holds at least one spiking input.
+        The queue contains at least one spiking input.
     """
 
-    def __init__(self, *, width: int, lanes: int):
+    def __init__(self, *, width: int, lanes: int, pop_gap: int = 1):
         if not isinstance(width, int) or width < 1:
             raise ValueError(f"width must be a positive integer, not {width!r}")
         if not isinstance(lanes, int) or not 1 <= lanes <= width:
             raise ValueError(f"lanes must be an integer in 1..{width} (width), not {lanes!r}")
+        if pop_gap not in (1, 2):
+            raise ValueError(f"pop_gap must be 1 or 2, not {pop_gap!r}")
         self._width = width
         self._lanes = lanes
+        self._pop_gap = pop_gap
         groups = -(-width // lanes)
         super().__init__({
             "load": In(1),
@@ -148,11 +156,11 @@ class SpikeQueue(wiring.Component):
         width, lanes = self._width, self._lanes
         chunks = -(-width // lanes)
 
-        # The queue is kept in chunks of `lanes` positions, one per group. `data` holds the
-        # spikes as loaded or pushed and is never cleared by a pop; `flags` marks the chunks
-        # still to visit after the current one; `rest` holds the positions of the current chunk
-        # after the head. A pop then searches `lanes` bits or `chunks` flags, never all
-        # `width` positions, and no position needs its own clear logic.
+        # The queue is kept in chunks of `lanes` positions, one per group. `data` stores the
+        # spikes as loaded or pushed, and a pop never clears it. `flags` marks the chunks still
+        # to visit after the current one, and `rest` the positions of the current chunk after
+        # the head. A pop therefore searches `lanes` bits or `chunks` flags, never all `width`
+        # positions, and no position needs its own clear logic.
         data = [Signal(lanes, name=f"data_{c}") for c in range(chunks)]
         flags = Signal(chunks)
         current = Signal(range(chunks))
@@ -167,10 +175,22 @@ class SpikeQueue(wiring.Component):
         rest_found, rest_lane = first_set(m, rest, "rest_first")
         rest_after = without_lowest(m, rest, "rest_after")
 
-        # Pop into the next chunk with spikes.
-        next_found, next_chunk = first_set(m, flags, "next_chunk")
-        next_bits = Signal(lanes)
-        m.d.comb += next_bits.eq(Array(data)[next_chunk])
+        # Pop into the next chunk with spikes. With a pop gap of 2 the search over `flags` runs
+        # in the cycle before the pop and is registered, which halves the logic depth of a pop.
+        search_found, search_chunk = first_set(m, flags, "next_chunk")
+        search_bits = Signal(lanes)
+        m.d.comb += search_bits.eq(Array(data)[search_chunk])
+        if self._pop_gap >= 2:
+            next_found = Signal()
+            next_chunk = Signal.like(search_chunk)
+            next_bits = Signal(lanes)
+            m.d.sync += [
+                next_found.eq(search_found),
+                next_chunk.eq(search_chunk),
+                next_bits.eq(search_bits),
+            ]
+        else:
+            next_found, next_chunk, next_bits = search_found, search_chunk, search_bits
         _, next_lane = first_set(m, next_bits, "next_first")
         next_after = without_lowest(m, next_bits, "next_after")
 

@@ -107,13 +107,14 @@ class LifUpdate(wiring.Component):
             total = Signal(signed(max(bits, len(self.synapse[lane])) + 1), name=f"total_{lane}")
             m.d.sync += total.eq(Mux(self.first_step, 0, self.leaked[lane]) + self.synapse[lane])
 
-            # Cycle 2. The sum fits the membrane when its bits from V-1 up are all equal (all
-            # sign), a LUT test where two comparisons against the limits need two carry chains.
+            # Cycle 2. The sum fits the membrane when its bits from V-1 up are all equal. That is
+            # a LUT test, where two comparisons against the limits would need two carry chains.
             upper = total[bits - 1:]
             fits = (upper == 0) | (upper == (1 << len(upper)) - 1)
             too_high = ~fits & ~total[-1]
             too_low = ~fits & total[-1]
-            integrated = Mux(fits, total[:bits], Mux(too_low, low, high))
+            # Without a spike the sum either fits or saturated low (saturating high always fires).
+            integrated = Mux(fits, total[:bits], low)
 
             # One subtractor gives both the spike (u - theta >= 0) and the subtract reset.
             above = Signal(signed(len(total) + 1), name=f"above_{lane}")

@@ -13,8 +13,9 @@ from sw_model.spec import EARLY_STOP_RULES
 
 from .early_stop import CONF_LIMIT_BITS, SCALE_BITS
 from .layout import index_bits
+from .synthesis import RDWR_DONT_CARE_PREFIX
 
-__all__ = ["Register", "RegisterFile", "ID_VALUE", "Status"]
+__all__ = ["Register", "RegisterFile", "ID_VALUE", "Status", "Control"]
 
 ID_VALUE = 0x534E4E31  # "SNN1"
 ADDR_BITS = 8
@@ -73,7 +74,7 @@ def _within(value, low: int, high, width: int):
 class RegisterFile(wiring.Component):
     """Run-time settings, mask writes and status behind a simple word-addressed bus.
 
-    A write (``we`` high) takes effect at the end of its cycle. ``rdata`` holds the value read
+    A write (``we`` high) takes effect at the end of its cycle. ``rdata`` keeps the value read
     by the last ``re`` from the cycle after it until the next ``re``; write-only and unused
     addresses read 0. A write is ignored and sets the sticky ``STATUS`` bit 2 when an inference
     runs (every address but ``CONTROL``), when the value is out of range (``ES_RULE`` above 2,
@@ -183,7 +184,7 @@ class RegisterFile(wiring.Component):
 
         scale_init = list(es.scale)[:t_max] + [0] * (t_max - min(len(es.scale), t_max))
         scales = memory.Memory(shape=unsigned(SCALE_BITS), depth=t_max, init=scale_init)
-        m.submodules.scales = scales
+        m.submodules[RDWR_DONT_CARE_PREFIX + "scales"] = scales
         scale_read = scales.read_port()
         scale_write = scales.write_port()
         m.d.comb += [scale_read.addr.eq(self.scale_index), self.scale.eq(scale_read.data)]
@@ -197,15 +198,18 @@ class RegisterFile(wiring.Component):
         with m.If(self.completed):
             m.d.sync += completed.eq(completed + 1)
 
-        # Writes: `accept` performs the write, anything else that is written is rejected.
+        # Writes. While an inference runs, only CONTROL reaches the decoder, where `accept` is
+        # high for a value in range. Every other write is rejected.
         value = self.wdata
+        allowed = Signal()
         accept = Signal()
-        with m.If(self.we):
+        m.d.comb += allowed.eq(~self.running | (self.addr == Register.CONTROL))
+        with m.If(self.we & allowed):
             with m.Switch(self.addr):
                 with m.Case(Register.CONTROL):
                     m.d.comb += accept.eq(1)
-                    m.d.comb += self.abort.eq(value[0])
-                    with m.If(value[1]):
+                    m.d.comb += self.abort.eq((value & Control.ABORT) != 0)
+                    with m.If((value & Control.CLEAR_FLAGS) != 0):
                         m.d.sync += rejected.eq(0)
                 with m.Case(Register.ES_RULE):
                     m.d.comb += accept.eq(_within(value, 0, len(EARLY_STOP_RULES) - 1, 2))
@@ -259,17 +263,8 @@ class RegisterFile(wiring.Component):
                         with m.If(accept):
                             m.d.sync += theta.eq(value)
 
-            # An inference in progress vetoes every write but CONTROL, after the decode above.
-            with m.If(self.running & (self.addr != Register.CONTROL)):
-                m.d.comb += [accept.eq(0), self.mask_we.eq(0), scale_write.en.eq(0)]
-                m.d.sync += [
-                    rule.eq(rule), budget.eq(budget), min_steps.eq(min_steps),
-                    margin.eq(margin), conf_limit.eq(conf_limit), scale_addr.eq(scale_addr),
-                    mask_addr.eq(mask_addr), self.mask_open.eq(self.mask_open),
-                ]
-                m.d.sync += [theta.eq(theta) for theta in thresholds]
-            with m.If(~accept):
-                m.d.sync += rejected.eq(1)
+        with m.If(self.we & ~(allowed & accept)):
+            m.d.sync += rejected.eq(1)
 
         # Reads.
         with m.If(self.re):

@@ -37,11 +37,8 @@ def random_model(arch: ArchParams, *, seed: int, keep: float = 0.6, thresholds=N
     return Model(arch=arch, masks=masks, thresholds=list(thresholds), early_stop=early_stop)
 
 
-def run_simulation(dut, testbench, name: str) -> None:
-    """Run ``testbench`` on ``dut`` with a 1 MHz clock, writing a VCD when HDL_VCD_DIR is set."""
-    sim = Simulator(dut)
-    sim.add_clock(1e-6)
-    sim.add_testbench(testbench)
+def run_simulation(sim: Simulator, name: str) -> None:
+    """Run ``sim`` to the end, writing ``<name>.vcd`` into HDL_VCD_DIR when that is set."""
     folder = os.environ.get("HDL_VCD_DIR")
     if folder:
         Path(folder).mkdir(parents=True, exist_ok=True)
@@ -79,7 +76,10 @@ async def read_register(ctx, dut, address: int) -> int:
 
 
 async def write_early_stop(ctx, dut, es: EarlyStopParams) -> None:
-    """Program every early-stop register from ``es`` (MIN_STEPS after BUDGET, then again)."""
+    """Program every early-stop register from ``es``.
+
+    ``MIN_STEPS`` goes to 1 before ``BUDGET`` changes, so that no write is out of range.
+    """
     await write_register(ctx, dut, Register.MIN_STEPS, 1)
     await write_register(ctx, dut, Register.BUDGET, es.budget)
     await write_register(ctx, dut, Register.MIN_STEPS, es.min_steps)
@@ -116,7 +116,7 @@ async def send_sample(ctx, dut, sample, *, gaps=None) -> None:
 
 @dataclass
 class CoreResult:
-    """What the result stream delivered for one sample, with the cycle count seen by the bench."""
+    """Result of one sample as the result stream delivered it, and the cycles the bench counted."""
 
     out_class: int
     steps: int
@@ -129,8 +129,8 @@ class CoreResult:
 async def receive_result(ctx, dut, *, stall=None, scores=False) -> CoreResult:
     """Count cycles from cycle 1 to ``out_valid`` and accept the result.
 
-    ``stall`` (a NumPy Generator) holds ``out_ready`` low for a few cycles first and checks
-    that the result holds meanwhile.
+    ``stall`` (a NumPy Generator) keeps ``out_ready`` low for a few cycles first and checks
+    that the result stays unchanged meanwhile.
     """
     observed = 1 + await wait_for(ctx, dut.out_valid)
     result = CoreResult(out_class=ctx.get(dut.out_class), steps=ctx.get(dut.out_steps),
@@ -161,14 +161,13 @@ def run_core(model: Model, samples, *, es: EarlyStopParams | None = None, trace:
     dut = Accelerator(model, trace=trace, expose_scores=True)
     rng = np.random.default_rng(seed)
     results = []
-
     records = []
 
     async def collect_trace(ctx):
         async for values in ctx.tick().sample(
                 dut.trace_valid, dut.trace_step, dut.trace_layer, dut.trace_group,
                 dut.trace_spikes, dut.trace_values):
-            _, reset, valid, step, layer, group, spikes, lanes = values
+            _clock, _reset, valid, step, layer, group, spikes, lanes = values
             if valid:
                 records.append({"step": step, "layer": layer, "group": group, "spikes": spikes,
                                 "values": [int(v) for v in lanes]})
@@ -186,13 +185,7 @@ def run_core(model: Model, samples, *, es: EarlyStopParams | None = None, trace:
     sim.add_testbench(testbench)
     if trace:
         sim.add_process(collect_trace)
-    folder = os.environ.get("HDL_VCD_DIR")
-    if folder:
-        Path(folder).mkdir(parents=True, exist_ok=True)
-        with sim.write_vcd(str(Path(folder) / f"{name}.vcd")):
-            sim.run()
-    else:
-        sim.run()
+    run_simulation(sim, name)
     if trace:
         # Records of all samples in order; tests with a trace send one sample.
         for result in results:

@@ -54,7 +54,7 @@ def _check_arch(arch: ArchParams) -> None:
 class RomWeights(wiring.Component):
     """Weight source reading a block RAM initialised with the generated weights.
 
-    The ROM holds ``arch.words`` words in the layout of section "Memory layout of weights and
+    The ROM contains ``arch.words`` words in the layout of section "Memory layout of weights and
     masks"; lane ``l`` of a word occupies bits ``[l*W, (l+1)*W)`` in two's complement.
 
     Latency: 1 cycle. Coordinates presented in cycle ``c`` give their weights in cycle ``c + 1``.

@@ -15,24 +15,29 @@ def simulate(dut, testbench):
     sim.run()
 
 
-async def drain_heads(ctx, dut, limit=300):
-    """Pop until the queue is empty and return the heads in order."""
+async def drain_heads(ctx, dut, gap=1, limit=300):
+    """Pop every ``gap`` cycles until the queue is empty and return the heads in order."""
     heads = []
+    for _ in range(gap - 1):
+        await ctx.tick()
     while ctx.get(dut.head_valid):
         heads.append(ctx.get(dut.head))
         ctx.set(dut.pop, 1)
         await ctx.tick()
         ctx.set(dut.pop, 0)
+        for _ in range(gap - 1):
+            await ctx.tick()
         assert len(heads) <= limit, "queue does not empty"
     return heads
 
 
+@pytest.mark.parametrize("pop_gap", [1, 2])
 @pytest.mark.parametrize("width,lanes", [(1, 1), (5, 1), (20, 3), (64, 8), (130, 8)])
-def test_queue_load_hands_out_ascending(width, lanes):
+def test_queue_load_hands_out_ascending(width, lanes, pop_gap):
     rng = np.random.default_rng(width)
     vectors = [0, (1 << width) - 1, 1 << (width - 1)]
     vectors += [int(rng.integers(0, 1 << min(width, 62))) << max(0, width - 62) for _ in range(4)]
-    dut = SpikeQueue(width=width, lanes=lanes)
+    dut = SpikeQueue(width=width, lanes=lanes, pop_gap=pop_gap)
     got = []
 
     async def testbench(ctx):
@@ -41,16 +46,17 @@ def test_queue_load_hands_out_ascending(width, lanes):
             ctx.set(dut.load_spikes, vector)
             await ctx.tick()
             ctx.set(dut.load, 0)
-            got.append(await drain_heads(ctx, dut))
+            got.append(await drain_heads(ctx, dut, gap=pop_gap))
 
     simulate(dut, testbench)
     for vector, heads in zip(vectors, got):
         assert heads == [i for i in range(width) if vector >> i & 1], hex(vector)
 
 
-def test_queue_push_groups():
+@pytest.mark.parametrize("pop_gap", [1, 2])
+def test_queue_push_groups(pop_gap):
     # Layer with 3 groups of 4 lanes; the first spiking group becomes the head.
-    dut = SpikeQueue(width=12, lanes=4)
+    dut = SpikeQueue(width=12, lanes=4, pop_gap=pop_gap)
     pushes = [0b0000, 0b1010, 0b0001]
     got = []
 
@@ -63,7 +69,7 @@ def test_queue_push_groups():
             if group == 1:
                 got.append(("head after group 1", ctx.get(dut.head_valid), ctx.get(dut.head)))
         ctx.set(dut.push, 0)
-        got.append(("heads", await drain_heads(ctx, dut)))
+        got.append(("heads", await drain_heads(ctx, dut, gap=pop_gap)))
 
     simulate(dut, testbench)
     assert got[0] == ("head after group 1", 1, 5)
