@@ -11,7 +11,7 @@ import numpy as np
 import cocotb
 from cocotb.triggers import ReadOnly, RisingEdge
 
-from sw_model import golden
+from sw_model import golden, schedule
 from sw_model.spec import EarlyStopParams
 
 from .registers import ID_VALUE, RULE_CODES, Reg, Status, masks_from_words, mask_words
@@ -19,6 +19,9 @@ from .testbench import Case, CoreTestbench, status_flags
 
 # Eight register writes of two cycles each, plus slack, must fit inside one inference.
 WRITE_WINDOW_CYCLES = 40
+WRITE_ONLY = (Reg.CONTROL, Reg.SCALE_ADDR, Reg.SCALE_DATA, Reg.MASK_ADDR, Reg.MASK_DATA,
+              Reg.MASK_COMMIT)
+UNUSED_ADDRESS = 0x0F
 ES_REGISTERS = (Reg.ES_RULE, Reg.BUDGET, Reg.MIN_STEPS, Reg.MARGIN, Reg.CONF_LIMIT)
 
 
@@ -86,18 +89,30 @@ async def registers_after_reset(dut):
         problems.append(f"ID = 0x{value:08x}, expected 0x{ID_VALUE:08x}")
     problems += await _registers_hold(tb, model.early_stop, model.thresholds)
     arch = model.arch
+    for address in WRITE_ONLY + (UNUSED_ADDRESS, Reg.THRESHOLD_0 + arch.spiking_layers):
+        if (value := await tb.registers.read(address)) != 0:
+            problems.append(f"register 0x{address:02x} (write-only or unused) reads {value}, "
+                            f"expected 0")
+    theta_max = (1 << (arch.membrane_bits - 1)) - 1
     invalid = [(Reg.BUDGET, 0), (Reg.BUDGET, arch.timesteps + 1), (Reg.ES_RULE, 3),
-               (Reg.MIN_STEPS, 0), (Reg.THRESHOLD_0, 0)]
+               (Reg.MIN_STEPS, 0), (Reg.MIN_STEPS, model.early_stop.budget + 1),
+               (Reg.MARGIN, 1 << arch.output_bits), (Reg.CONF_LIMIT, 1 << 24),
+               (Reg.SCALE_ADDR, arch.timesteps), (Reg.MASK_ADDR, arch.words),
+               (Reg.MASK_DATA, 0), (Reg.THRESHOLD_0, 0), (Reg.THRESHOLD_0, theta_max + 1),
+               (Reg.ID, 0), (Reg.STATUS, 0), (UNUSED_ADDRESS, 0)]
     for address, value in invalid:
         await tb.registers.write(address, value)
         status = await tb.status()
         if not status & Status.WRITE_REJECTED:
-            problems.append(f"writing {value} to {Reg(address).name} did not set write rejected "
-                            f"(STATUS {status_flags(status)})")
+            problems.append(f"writing {value} to register 0x{address:02x} did not set write "
+                            f"rejected (STATUS {status_flags(status)})")
         await tb.clear_flags()
         if (status := await tb.status()) & Status.WRITE_REJECTED:
-            problems.append(f"CONTROL clear flags left write rejected set after {Reg(address).name}")
+            problems.append(f"CONTROL clear flags left write rejected set after a write to "
+                            f"register 0x{address:02x}")
     problems += await _registers_hold(tb, model.early_stop, model.thresholds)
+    if (value := await tb.registers.read(Reg.ID)) != ID_VALUE:
+        problems.append(f"ID = 0x{value:08x} after a write to it, expected 0x{ID_VALUE:08x}")
     x = case.load_samples()[:3]
     await tb.run(x)
     completed = (await tb.status()) >> 16
@@ -221,6 +236,11 @@ async def result_backpressure(dut):
     if not status & Status.RESULT_WAITING:
         problems.append(f"STATUS {status_flags(status)} while a result waits; expected "
                         f"result waiting")
+    # The inference ends when out_valid rises, so a write while the result waits is accepted.
+    await tb.registers.write(Reg.THRESHOLD_0, tb.reference.thresholds[0])
+    if (status := await tb.status()) & Status.WRITE_REJECTED:
+        problems.append(f"a write while a result waits was rejected (STATUS "
+                        f"{status_flags(status)})")
     tb.ready.set_probability(1.0)
     await tb.wait_results()
     await _finish(tb, case, problems=problems)
@@ -250,6 +270,7 @@ async def abort_mid_inference(dut):
     x = case.load_samples()
     rng = np.random.default_rng(case.seed)
     cycles = _golden_cycles(tb, x)
+    clear_cycles = schedule.clear_cycles(tb.arch)
     problems = []
 
     for n, sample in enumerate(x):
@@ -262,7 +283,10 @@ async def abort_mid_inference(dut):
             problems.append(f"STATUS {status_flags(status)} during an inference; expected busy")
         results = tb.results.results
         await tb.abort()
-        await tb.wait_ready()
+        write_cycle, ready_cycle = tb.last_abort
+        if ready_cycle - write_cycle != clear_cycles + 1:
+            problems.append(f"sample {n}: in_ready rose {ready_cycle - write_cycle} cycles after "
+                            f"the abort write, expected sum_k G_k + 1 = {clear_cycles + 1}")
         await tb.idle_cycles(cycles[n] + 10)
         if tb.results.results != results:
             problems.append(f"sample {n}: a result appeared after abort")

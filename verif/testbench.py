@@ -124,6 +124,7 @@ class CoreTestbench:
         self._drained.set()
         self.next_index = 0
         self.expected_cycles = 0
+        self.last_abort: tuple[int, int] | None = None  # (write cycle, cycle in_ready rose)
 
     # -- bring-up -----------------------------------------------------------------------------
     async def start(self) -> None:
@@ -255,13 +256,16 @@ class CoreTestbench:
     async def abort(self) -> int:
         """Write CONTROL.abort, wait until the core is idle again and return the write cycle.
 
+        ``last_abort`` then holds the write cycle and the cycle in which ``in_ready`` rose.
+
         The open sample closes as aborted only when ``in_ready`` rises, so the trace events of
         groups still in the pipeline at the abort are checked against the reference too.
         """
         cycle = await self.registers.write(Reg.CONTROL, Control.ABORT)
         self.inputs.forget()
         self.samples.flush()
-        await self.wait_ready()
+        ready = await self.wait_ready()
+        self.last_abort = (cycle, ready)
         self._forget_open_samples()
         await RisingEdge(self.dut.clk)
         return cycle
