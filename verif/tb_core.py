@@ -88,11 +88,13 @@ async def registers_after_reset(dut):
     if (value := await tb.registers.read(Reg.ID)) != ID_VALUE:
         problems.append(f"ID = 0x{value:08x}, expected 0x{ID_VALUE:08x}")
     problems += await _registers_hold(tb, model.early_stop, model.thresholds)
+
     arch = model.arch
     for address in WRITE_ONLY + (UNUSED_ADDRESS, Reg.THRESHOLD_0 + arch.spiking_layers):
         if (value := await tb.registers.read(address)) != 0:
             problems.append(f"register 0x{address:02x} (write-only or unused) reads {value}, "
                             f"expected 0")
+
     theta_max = (1 << (arch.membrane_bits - 1)) - 1
     invalid = [(Reg.BUDGET, 0), (Reg.BUDGET, arch.timesteps + 1), (Reg.ES_RULE, 3),
                (Reg.MIN_STEPS, 0), (Reg.MIN_STEPS, model.early_stop.budget + 1),
@@ -113,6 +115,7 @@ async def registers_after_reset(dut):
     problems += await _registers_hold(tb, model.early_stop, model.thresholds)
     if (value := await tb.registers.read(Reg.ID)) != ID_VALUE:
         problems.append(f"ID = 0x{value:08x} after a write to it, expected 0x{ID_VALUE:08x}")
+
     x = case.load_samples()[:3]
     await tb.run(x)
     completed = (await tb.status()) >> 16
