@@ -28,6 +28,7 @@ from sw_model.schedule import drain_cycles, hash_stages
 
 from .crossbar import Crossbar
 from .early_stop import EarlyStop, Rule
+from .encoder import InputEncoder
 from .events import SpikeQueue
 from .layout import (
     group_base,
@@ -186,6 +187,7 @@ class Accelerator(wiring.Component):
 
         # -- submodules ------------------------------------------------------------------------
         m.submodules.regs = regs = RegisterFile(model)
+        m.submodules.encoder = encoder = InputEncoder(arch)
         m.submodules.crossbar = crossbar = Crossbar(arch, model.masks)
         # An input takes G_k cycles, so pops come at least min(G_k) cycles apart.
         pop_gap = 2 if min(group_counts) >= 2 else 1
@@ -228,7 +230,6 @@ class Accelerator(wiring.Component):
         drain_count = Signal(range(drain))
         clear_count = Signal(range(acc_words))
         beats = Signal(range(arch.n_in))
-        samples = [Signal(arch.input_bits, name=f"sample_{i}") for i in range(arch.n_in)]
         cycles = Signal(CYCLES_BITS)
 
         last_group = Signal.like(group)
@@ -276,21 +277,16 @@ class Accelerator(wiring.Component):
             early_stop.scores.eq(readout.scores),
         ]
 
-        # Rate encoding: input i spikes when x_i > r(t), r(t) the input_bits-bit reversal of t.
-        # The comparison runs in the cycle before ENCODE, so that ENCODE registers S_0 into the
-        # queue straight from flip-flops. That cycle is START (t = 0, and r(0) = 0 turns the
-        # test into x_i != 0 on the samples as they shift in) or the last cycle of the previous
-        # step (t + 1). In other cycles the register takes a value that is never read.
-        next_step = Signal(len(step) + 1)
-        m.d.comb += next_step.eq(step + 1)
-        step_bits = Cat(next_step, Signal(arch.input_bits))[:arch.input_bits]
-        rate_threshold = Cat(*reversed([step_bits[b] for b in range(arch.input_bits)]))
-        starting = Signal()
-        encoded = Signal(arch.n_in)
-        shifted = samples[1:] + [self.in_data]
-        for i, sample in enumerate(samples):
-            m.d.sync += encoded[i].eq(Mux(starting, shifted[i] != 0, sample > rate_threshold))
-        m.d.comb += queue.load_spikes.eq(encoded)
+        # The encoder prepares S_0 of the next timestep while this one runs (see InputEncoder).
+        m.d.comb += [
+            encoder.beat.eq(transfer),
+            encoder.beat_last.eq(beats == arch.n_in - 1),
+            encoder.beat_data.eq(self.in_data),
+            encoder.prepare.eq(phase == Phase.ENCODE),
+            encoder.step.eq(step),
+            encoder.stop.eq(regs.abort),
+            queue.load_spikes.eq(encoder.spikes),
+        ]
 
         with m.If(computing):
             m.d.sync += cycles.eq(cycles + 1)
@@ -304,11 +300,9 @@ class Accelerator(wiring.Component):
 
             with m.Case(Phase.IDLE):
                 with m.If(transfer):
-                    m.d.sync += [samples[i].eq(samples[i + 1]) for i in range(arch.n_in - 1)]
-                    m.d.sync += [samples[-1].eq(self.in_data), beats.eq(beats + 1)]
+                    m.d.sync += beats.eq(beats + 1)
                     with m.If(beats == arch.n_in - 1):
                         # START: the controller leaves idle.
-                        m.d.comb += starting.eq(1)
                         m.d.sync += [
                             beats.eq(0),
                             step.eq(0),

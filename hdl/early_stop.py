@@ -108,6 +108,12 @@ class EarlyStop(wiring.Component):
 
         best = Signal(signed(bits))
         second = Signal(signed(bits))
+        # The margin rule compares best with second + margin, kept up to date during the scan,
+        # so that the decision cycle has one comparison and no subtraction before it.
+        plus_margin = Signal(signed(bits + 2))
+        best_margin = Signal(signed(bits + 2))
+        second_margin = Signal(signed(bits + 2))
+        m.d.comb += plus_margin.eq(score + self.margin)
 
         # Confidence pipeline, one stage per register: distance, product, table address, sum.
         distance_bits = min(bits + 1, SCALE_BITS)
@@ -117,8 +123,10 @@ class EarlyStop(wiring.Component):
         product_valid = Signal()
         term_valid = Signal()
         term_is_one = Signal()
+        # conf_limit minus the terms so far: the decision cycle then compares it with the last
+        # term, one carry chain where adding the term and comparing the sum would need two.
         sum_bits = ((n_out - 1) << EXP_ONE_SHIFT).bit_length()
-        total = Signal(sum_bits)
+        remaining = Signal(signed(max(sum_bits, CONF_LIMIT_BITS) + 2))
 
         # EXP[0] = 2**16 needs a 17th bit that no other entry uses: the ROM stores 16 bits and
         # term_is_one supplies EXP[0].
@@ -157,16 +165,22 @@ class EarlyStop(wiring.Component):
 
             with m.Case(_Phase.SCAN):
                 with m.If(index == 0):
-                    m.d.sync += [best.eq(score), self.top1.eq(0), second.eq(score_min)]
+                    m.d.sync += [
+                        best.eq(score), best_margin.eq(plus_margin), self.top1.eq(0),
+                        second.eq(score_min), second_margin.eq(score_min + self.margin),
+                    ]
                 with m.Elif(score > best):
-                    m.d.sync += [best.eq(score), self.top1.eq(index), second.eq(best)]
+                    m.d.sync += [
+                        best.eq(score), best_margin.eq(plus_margin), self.top1.eq(index),
+                        second.eq(best), second_margin.eq(best_margin),
+                    ]
                 with m.Elif(score > second):
-                    m.d.sync += second.eq(score)
+                    m.d.sync += [second.eq(score), second_margin.eq(plus_margin)]
                 m.d.sync += index.eq(index + 1)
                 with m.If(index == n_out - 1):
                     m.d.sync += index.eq(0)
                     with m.If(self.rule == Rule.CONFIDENCE):
-                        m.d.sync += [phase.eq(_Phase.PASS), total.eq(0)]
+                        m.d.sync += [phase.eq(_Phase.PASS), remaining.eq(self.conf_limit)]
                     with m.Else():
                         m.d.sync += phase.eq(_Phase.DECIDE)
 
@@ -185,13 +199,13 @@ class EarlyStop(wiring.Component):
                 m.d.comb += self.done.eq(1)
                 with m.Switch(self.rule):
                     with m.Case(Rule.MARGIN):
-                        m.d.comb += self.fire.eq(best - second >= self.margin)
+                        m.d.comb += self.fire.eq(best >= second_margin)
                     with m.Case(Rule.CONFIDENCE):
-                        m.d.comb += self.fire.eq(total + term <= self.conf_limit)
+                        m.d.comb += self.fire.eq(remaining >= term)
                 m.d.sync += phase.eq(_Phase.IDLE)
 
         with m.If(term_valid):
-            m.d.sync += total.eq(total + term)
+            m.d.sync += remaining.eq(remaining - term)
 
         with m.If(self.start):
             m.d.sync += [index.eq(0), phase.eq(_Phase.SCAN)]

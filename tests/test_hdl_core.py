@@ -11,8 +11,8 @@ from sw_model.model import Model
 from sw_model.spec import ArchParams, EarlyStopParams, confidence_limit, scale_table
 
 # Small networks that together cover both weight sources, both readouts, both reset modes,
-# leak on and off, saturation, lanes that do not divide a layer, and layers of one or two groups
-# (accumulator forwarding).
+# leak on and off, saturation, lanes that do not divide a layer, layers of one or two groups
+# (accumulator forwarding) and both input encoders.
 CONFIGS = {
     "rom_integrate_margin": dict(
         arch=ArchParams(sizes=(6, 5, 3), lanes=2, timesteps=4, input_bits=3),
@@ -30,6 +30,16 @@ CONFIGS = {
         arch=ArchParams(sizes=(7, 5, 3), lanes=3, timesteps=6, input_bits=2, membrane_bits=5,
                         leak_shift=2, weight_dist="lognormal_pair", weight_seed=5),
         thresholds=[9],
+        early_stop=EarlyStopParams(rule="off", budget=5, min_steps=1)),
+    # 24 inputs of 5 bits cannot be scanned within a 7-cycle timestep: parallel encoder.
+    "rom_parallel_encoder": dict(
+        arch=ArchParams(sizes=(24, 3, 3), lanes=3, timesteps=4, input_bits=5, leak_shift=1),
+        thresholds=[5],
+        early_stop=EarlyStopParams(rule="margin", budget=4, min_steps=1, margin=3)),
+    # 9 inputs scanned two per cycle: the last block RAM word is half padding.
+    "rom_scan_padding": dict(
+        arch=ArchParams(sizes=(9, 3, 3), lanes=3, timesteps=5, input_bits=4),
+        thresholds=[4],
         early_stop=EarlyStopParams(rule="off", budget=5, min_steps=1)),
     "rom_one_lane_confidence": dict(
         arch=ArchParams(sizes=(4, 3, 2), lanes=1, timesteps=3, input_bits=2, leak_shift=1),
