@@ -12,11 +12,14 @@ Thresholds are listed per model (see :func:`run_study`). For every integer model
 reports three things. The first is the test accuracy at the full budget. The second is the
 early-stop accuracy and mean timesteps, with the margin rule calibrated on the validation split
 and the training split as unlabeled samples (see :mod:`sw_model.calibrate`). The third is the
-test accuracy under multiplicative Gaussian read noise on the weights, without retraining.
+test accuracy under multiplicative Gaussian noise on the weights, without retraining.
 
-The noise study evaluates in float: each synapse read (every sample, timestep and synapse)
-multiplies the integer weight by ``1 + sigma * N(0, 1)``, and the membrane arithmetic stays the
-spec's (floor, saturation, threshold) on the resulting non-integer values.
+The noise study evaluates in float: a weight read multiplies the integer weight by
+``1 + sigma * N(0, 1)``, and the membrane arithmetic stays the spec's (floor, saturation,
+threshold) on the resulting non-integer values. Two modes are measured. Read noise draws anew
+for every sample, timestep and synapse, so it averages out over the many reads of a
+classification. Static noise draws once per noise seed and keeps the draw for the whole test
+split, like a device programmed with an error.
 """
 
 from __future__ import annotations
@@ -42,6 +45,8 @@ __all__ = ["StudyConfig", "evaluate", "noise_accuracy", "run_study", "render_mar
 
 log = logging.getLogger(__name__)
 
+NOISE_MODES = ("read", "static")
+
 
 @dataclass(frozen=True)
 class StudyConfig:
@@ -62,18 +67,23 @@ class StudyConfig:
 
 
 def noise_accuracy(net: SpikingNet, x: np.ndarray, y: np.ndarray, level: float, repeats: int,
-                   seed: int = 0) -> tuple[float, float]:
-    """Return mean and standard deviation of the accuracy under read noise ``level``.
+                   seed: int = 0, mode: str = "read") -> tuple[float, float]:
+    """Return mean and standard deviation of the accuracy under weight noise ``level``.
 
-    Level 0 runs once without noise; for an integer network that is the exact integer result.
+    ``mode`` ``"read"`` draws the noise at every synapse read, ``"static"`` once per repeat for
+    the whole split (see :meth:`sw_model.torch_model.SpikingNet.forward`). Level 0 runs once
+    without noise, which for an integer network is the exact integer result.
     """
+    if mode not in NOISE_MODES:
+        raise ValueError(f"noise mode must be one of {NOISE_MODES}, not {mode!r}")
     inputs = torch.as_tensor(np.asarray(x))
     accuracies = []
     net.eval()
     with torch.no_grad():
         for repeat in range(repeats if level else 1):
             generator = torch.Generator().manual_seed(seed * 1000 + repeat)
-            outputs = net(inputs, read_noise=level, generator=generator)
+            noise = {"read_noise" if mode == "read" else "static_noise": level}
+            outputs = net(inputs, generator=generator, **noise)
             # NumPy's argmax returns the lowest index among ties, as the spec's readout does.
             classes = outputs[-1].numpy().argmax(axis=1)
             accuracies.append(float((classes == y).mean()))
@@ -82,10 +92,11 @@ def noise_accuracy(net: SpikingNet, x: np.ndarray, y: np.ndarray, level: float, 
 
 def _noise_rows(net: SpikingNet, data: Dataset, study: StudyConfig) -> list[dict]:
     rows = []
-    for level in study.noise_levels:
-        mean, std = noise_accuracy(net, data.x_test, data.y_test, level, study.noise_repeats,
-                                   study.seed)
-        rows.append({"level": level, "accuracy": mean, "std": std})
+    for mode in NOISE_MODES:
+        for level in study.noise_levels:
+            mean, std = noise_accuracy(net, data.x_test, data.y_test, level, study.noise_repeats,
+                                       study.seed, mode)
+            rows.append({"mode": mode, "level": level, "accuracy": mean, "std": std})
     return rows
 
 
@@ -207,9 +218,9 @@ def _percent(value: float | None) -> str:
 
 
 def render_markdown(report: dict) -> str:
-    """Return the study as a Markdown page: one table of accuracies, one of read noise."""
+    """Return the study as a Markdown page: a table of accuracies and one per noise mode."""
     arch = report["arch"]
-    levels = [entry["level"] for entry in report["rows"][0]["noise"]] if report["rows"] else []
+    levels = report["study"]["noise_levels"]
     lines = [
         "# PRIME baseline study",
         "",
@@ -234,22 +245,28 @@ def render_markdown(report: dict) -> str:
                      f"{_percent(row['test_accuracy'])} | {_percent(row['early_stop_accuracy'])} | "
                      f"{steps_text} | {saved} | {row['train_seconds']:.0f} "
                      f"({row['train_cpu_seconds']:.0f}) |")
-    lines += [
-        "",
-        "## Read noise",
-        "",
-        "Test accuracy in percent (mean ± standard deviation over "
-        f"{report['study']['noise_repeats']} noise seeds) when every synapse read multiplies the "
-        "weight by 1 + sigma * N(0, 1), drawn anew for every sample, timestep and synapse, "
-        "without retraining. Evaluated in float: the membrane arithmetic is the spec's, on "
-        "non-integer values.",
-        "",
-        "| model | " + " | ".join(f"sigma {level:.0%}" for level in levels) + " |",
-        "| --- | " + " | ".join("---" for _ in levels) + " |",
-    ]
-    for row in report["rows"]:
-        cells = [f"{100 * e['accuracy']:.1f} ± {100 * e['std']:.1f}" for e in row["noise"]]
-        lines.append(f"| {row['model']} | " + " | ".join(cells) + " |")
+    descriptions = {
+        "read": "drawn anew for every sample, timestep and synapse (read noise)",
+        "static": "drawn once per noise seed and kept for the whole test split (a programming "
+                  "error of the device)",
+    }
+    for mode in NOISE_MODES:
+        lines += [
+            "",
+            f"## Weight noise: {mode}",
+            "",
+            "Test accuracy in percent (mean ± standard deviation over "
+            f"{report['study']['noise_repeats']} noise seeds) when every weight is multiplied "
+            f"by 1 + sigma * N(0, 1), {descriptions[mode]}, without retraining. Evaluated in "
+            "float: the membrane arithmetic is the spec's, on non-integer values.",
+            "",
+            "| model | " + " | ".join(f"sigma {level:.0%}" for level in levels) + " |",
+            "| --- | " + " | ".join("---" for _ in levels) + " |",
+        ]
+        for row in report["rows"]:
+            cells = [f"{100 * e['accuracy']:.1f} ± {100 * e['std']:.1f}"
+                     for e in row["noise"] if e["mode"] == mode]
+            lines.append(f"| {row['model']} | " + " | ".join(cells) + " |")
     return "\n".join(lines) + "\n"
 
 

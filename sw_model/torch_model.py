@@ -209,20 +209,26 @@ class SpikingNet(nn.Module):
                              f"{int(x.min())}..{int(x.max())}; quantize the data first")
 
     def forward(self, x: torch.Tensor, timesteps: int | None = None, *, read_noise: float = 0.0,
-                generator: torch.Generator | None = None,
+                static_noise: float = 0.0, generator: torch.Generator | None = None,
                 record: dict | None = None) -> torch.Tensor:
         """Run ``timesteps`` steps (default ``arch.timesteps``) and return the accumulators.
 
-        Returns (T, N, n_out) in ``exact_dtype``: ``o`` after each step. ``read_noise`` adds
-        multiplicative Gaussian noise of that relative standard deviation to every synapse at
-        every read (every timestep and sample, independently); the outputs are then no longer
-        integers. ``record``, when given, receives per-step lists under ``inputs``, ``spikes`` and
-        ``membrane``.
+        Returns (T, N, n_out) in ``exact_dtype``: ``o`` after each step. Two kinds of
+        multiplicative Gaussian weight noise are available, each given as a relative standard
+        deviation. ``read_noise`` draws anew at every read (every timestep and sample
+        independently). ``static_noise`` draws once per call and keeps the draw for all samples
+        and timesteps, like a device programmed with an error. With either, the outputs are no
+        longer integers. ``record``, when given, receives per-step lists under ``inputs``,
+        ``spikes`` and ``membrane``.
         """
         arch = self.arch
         timesteps = arch.timesteps if timesteps is None else timesteps
         self.check_inputs(x, timesteps)
         weights = [w.to(self.exact_dtype) for w in self.layer_weights()]
+        if static_noise:
+            weights = [w * (1.0 + static_noise * torch.randn(w.shape, generator=generator,
+                                                             dtype=w.dtype))
+                       for w in weights]
         squares = [w.detach() ** 2 for w in weights] if read_noise else None
         batch = x.shape[0]
         membrane: list[torch.Tensor | None] = [None] * arch.n_layers

@@ -38,9 +38,12 @@ def test_study_rows(report):
     assert [row["keep_fraction"] for row in report["rows"][3:]] == [0.3, 0.6]
     assert all(row["thresholds"] == [6] for row in report["rows"])
     for row in report["rows"]:
-        assert [entry["level"] for entry in row["noise"]] == [0.0, 0.1]
-        assert row["noise"][0]["std"] == 0.0
-        assert row["noise"][0]["accuracy"] == pytest.approx(row["test_accuracy"])
+        assert [(e["mode"], e["level"]) for e in row["noise"]] == [
+            ("read", 0.0), ("read", 0.1), ("static", 0.0), ("static", 0.1)]
+        for entry in row["noise"]:
+            if entry["level"] == 0.0:
+                assert entry["std"] == 0.0
+                assert entry["accuracy"] == pytest.approx(row["test_accuracy"])
         assert 0.0 <= row["test_accuracy"] <= 1.0
 
 
@@ -60,6 +63,8 @@ def test_study_report_files(report, tmp_path):
     assert "| PRIME, 30% kept | 30% | [6] |" in text
     assert "random weights, no pruning" in text
     assert "sigma 10%" in text
+    assert "## Weight noise: read" in text
+    assert "## Weight noise: static" in text
 
 
 def test_noise_accuracy_zero_level_is_exact(small_digits):
@@ -70,7 +75,12 @@ def test_noise_accuracy_zero_level_is_exact(small_digits):
     assert std == 0.0
     noisy, spread = noise_accuracy(net, small_digits.x_test, small_digits.y_test, 0.5, 3)
     assert spread > 0.0
-    assert noisy != exact or spread > 0.0
+    static, static_spread = noise_accuracy(net, small_digits.x_test, small_digits.y_test, 0.5, 3,
+                                           mode="static")
+    assert static_spread > 0.0
+    assert static != noisy
+    with pytest.raises(ValueError, match="noise mode must be one of"):
+        noise_accuracy(net, small_digits.x_test, small_digits.y_test, 0.5, 3, mode="drift")
 
 
 def test_cli_train_exports_golden_model(tmp_path, capsys):

@@ -176,3 +176,16 @@ def test_threshold_count_checked():
         TopologyNet(SMALL, [3, 3], 0.5)
     with pytest.raises(ValueError, match="threshold 0"):
         TopologyNet(SMALL, [SMALL.membrane_max + 1], 0.5)
+
+
+def test_static_noise_shared_by_samples():
+    """One static draw applies to every sample: identical inputs give identical outputs."""
+    net = TopologyNet(SMALL, [3], 0.5)
+    x = torch.from_numpy(random_inputs(SMALL, samples=1)).repeat(4, 1)
+    with torch.no_grad():
+        exact = net(x)
+        static = net(x, static_noise=0.2, generator=torch.Generator().manual_seed(3))
+        read = net(x, read_noise=0.2, generator=torch.Generator().manual_seed(3))
+    assert not torch.equal(static, exact)
+    assert torch.equal(static[:, 0], static[:, 3])
+    assert not torch.equal(read[:, 0], read[:, 3])
