@@ -291,6 +291,15 @@ class Accelerator(wiring.Component):
         with m.If(computing):
             m.d.sync += cycles.eq(cycles + 1)
 
+        # The step changes at least one layer before DRAIN and DECIDE read these, and the
+        # register keeps the comparisons out of the decision path.
+        at_budget = Signal()
+        past_min_steps = Signal()
+        m.d.sync += [
+            at_budget.eq(steps_run == regs.budget),
+            past_min_steps.eq(steps_run >= regs.min_steps),
+        ]
+
         with m.Switch(phase):
             with m.Case(Phase.CLEAR):
                 m.d.comb += [op.eq(Op.CLEAR), word.eq(clear_count)]
@@ -345,8 +354,7 @@ class Accelerator(wiring.Component):
                     with m.If(layer != last_layer):
                         m.d.sync += [layer.eq(layer + 1), phase.eq(Phase.INTEGRATE)]
                     with m.Else():
-                        checked = ((steps_run == regs.budget)
-                                   | ((regs.rule != Rule.OFF) & (steps_run >= regs.min_steps)))
+                        checked = at_budget | ((regs.rule != Rule.OFF) & past_min_steps)
                         with m.If(checked):
                             m.d.comb += early_stop.start.eq(1)
                             m.d.sync += phase.eq(Phase.DECIDE)
@@ -355,8 +363,7 @@ class Accelerator(wiring.Component):
 
             with m.Case(Phase.DECIDE):
                 with m.If(early_stop.done):
-                    stop = ((steps_run == regs.budget)
-                            | (early_stop.fire & (steps_run >= regs.min_steps)))
+                    stop = at_budget | (early_stop.fire & past_min_steps)
                     with m.If(stop):
                         m.d.comb += regs.completed.eq(1)
                         m.d.sync += [

@@ -115,16 +115,18 @@ class EarlyStop(wiring.Component):
         second_margin = Signal(signed(bits + 2))
         m.d.comb += plus_margin.eq(score + self.margin)
 
-        # Confidence pipeline, one stage per register: distance, product, table address, sum.
+        # Confidence pipeline, one stage per register: the distance; the product and table
+        # index (the multiplier output feeds the table address register directly); the table
+        # entry, subtracted from `remaining`.
         distance_bits = min(bits + 1, SCALE_BITS)
         distance = Signal(distance_bits)
         distance_valid = Signal()
         product = Signal(distance_bits + SCALE_BITS)
-        product_valid = Signal()
+        m.d.comb += product.eq(distance * self.scale)
         term_valid = Signal()
         term_is_one = Signal()
-        # conf_limit minus the terms so far: the decision cycle then compares it with the last
-        # term, one carry chain where adding the term and comparing the sum would need two.
+        # conf_limit minus the terms so far. All terms are in when the decision cycle starts,
+        # so the rule reads one sign bit.
         sum_bits = ((n_out - 1) << EXP_ONE_SHIFT).bit_length()
         remaining = Signal(signed(max(sum_bits, CONF_LIMIT_BITS) + 2))
 
@@ -153,9 +155,7 @@ class EarlyStop(wiring.Component):
         m.d.sync += [
             distance.eq(clamped),
             distance_valid.eq((phase == _Phase.PASS) & (index != self.top1)),
-            product.eq(distance * self.scale),
-            product_valid.eq(distance_valid),
-            term_valid.eq(product_valid),
+            term_valid.eq(distance_valid),
             term_is_one.eq(table_index == 0),
         ]
 
@@ -190,7 +190,7 @@ class EarlyStop(wiring.Component):
                     m.d.sync += [index.eq(0), flush.eq(0), phase.eq(_Phase.FLUSH)]
 
             with m.Case(_Phase.FLUSH):
-                # Two cycles for the product and table registers of the last class.
+                # Two cycles for the table read and the subtraction of the last class.
                 m.d.sync += flush.eq(flush + 1)
                 with m.If(flush == 1):
                     m.d.sync += phase.eq(_Phase.DECIDE)
@@ -201,7 +201,7 @@ class EarlyStop(wiring.Component):
                     with m.Case(Rule.MARGIN):
                         m.d.comb += self.fire.eq(best >= second_margin)
                     with m.Case(Rule.CONFIDENCE):
-                        m.d.comb += self.fire.eq(remaining >= term)
+                        m.d.comb += self.fire.eq(~remaining[-1])
                 m.d.sync += phase.eq(_Phase.IDLE)
 
         with m.If(term_valid):
