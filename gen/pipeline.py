@@ -161,16 +161,16 @@ class Pipeline:
                       "history": outcome.history}
             log.info("train: float model test accuracy %.4f", result["accuracy_float"])
             return result, [path]
-        return self._run_stage("train", ("data",), ("sw_model",), ("network", "training", "hardware"),
-                               body)
+        # Lanes and the weight source change no bits, so a hardware change does not retrain.
+        return self._run_stage("train", ("data",), ("sw_model",), ("network", "training"), body)
 
     def stage_export(self) -> dict:
         def body():
             from sw_model.calibrate import calibrate_early_stop
             from sw_model.model import Model, save_model
-            from sw_model.spec import ArchParams
             trained = self.results["train"]
-            arch = ArchParams(**trained["arch"])
+            data = self.results["data"]
+            arch = self.config.arch(data["n_in"], data["n_classes"])
             with np.load(self.out / "train.npz") as archive:
                 masks = [archive[f"mask_{k}"] for k in range(arch.n_layers)]
             splits = self._splits()
@@ -187,7 +187,7 @@ class Pipeline:
             result = {"early_stop": es.to_dict(), "model": str(path)}
             log.info("export: early stop %s, written %s", es.rule, path)
             return result, [path]
-        return self._run_stage("export", ("train",), ("sw_model",), ("early_stop",), body)
+        return self._run_stage("export", ("train",), ("sw_model",), ("early_stop", "hardware"), body)
 
     def stage_golden(self) -> dict:
         def body():
