@@ -59,7 +59,9 @@ class TrainConfig:
     """Hyperparameters of topology and baseline training.
 
     The defaults are tuned for PRIME on the 8x8 digits with a 64-128-10 network (16 timesteps,
-    4-bit weights and inputs); see the fields for what each one sets.
+    4-bit weights and inputs); see the fields for what each one sets. There, 100 epochs take
+    about 30 CPU seconds and reached 96.0% to 96.4% test accuracy on split seeds 0 to 2. 200
+    epochs reached 95.8% to 96.7%, no better on average.
 
     Attributes
     ----------
