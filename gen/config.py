@@ -97,8 +97,8 @@ SCHEMA: dict[str, dict[str, Key]] = {
                          auto=True),
         "alpha": _k(float, "auto", "confidence rule softmax temperature; auto: calibrate", 0.05, 1000.0,
                     auto=True),
-        "max_accuracy_drop": _k(float, 0.005, "calibration: accuracy loss allowed against the full "
-                                "budget on the validation split (0.005 = 0.5 points)", 0.0, 1.0),
+        "max_accuracy_drop": _k(float, 0.0025, "calibration: share of early decisions allowed to differ "
+                                "from the full budget (0.0025 = 0.25 points)", 0.0, 1.0),
     },
     "hardware": {
         "lanes": _k(int, 8, "neurons updated per cycle", 1, 1024),

@@ -181,7 +181,8 @@ class Pipeline:
             es = calibrate_early_stop(model, splits["x_val"], splits["y_val"], rule=es_cfg["rule"],
                                       min_steps=None if es_cfg["min_steps"] == "auto" else es_cfg["min_steps"], margin=es_cfg["margin"],
                                       confidence=es_cfg["confidence"], alpha=es_cfg["alpha"],
-                                      max_accuracy_drop=es_cfg["max_accuracy_drop"])
+                                      max_accuracy_drop=es_cfg["max_accuracy_drop"],
+                                      x_unlabeled=splits["x_train"])
             model = replace(model, early_stop=es)
             path = save_model(model, self.out / "model.npz")
             result = {"early_stop": es.to_dict(), "model": str(path)}
