@@ -9,7 +9,7 @@ configuration name always stands for the same Verilog and the same samples.
 from __future__ import annotations
 
 import math
-from dataclasses import dataclass, field, replace
+from dataclasses import dataclass, field
 
 import numpy as np
 
@@ -27,6 +27,7 @@ __all__ = [
     "MATRIX",
     "random_config",
     "RANDOM_SEEDS",
+    "with_rule",
 ]
 
 
@@ -49,6 +50,7 @@ class VerifConfig:
     extra_rules: tuple[str, ...] = field(default=())
 
     def model(self) -> Model:
+        """Return the seeded model of this configuration (see :func:`build_model`)."""
         return build_model(self)
 
 
@@ -255,7 +257,3 @@ def with_rule(config: VerifConfig, rule: str) -> EarlyStopParams:
     return early_stop(config.arch, rule, budget=es.budget, min_steps=es.min_steps,
                       margin=es.margin if es.margin else 4, alpha=1.0, confidence=0.85)
 
-
-def model_with(model: Model, **changes) -> Model:
-    """Return a copy of ``model`` with fields replaced (masks, thresholds, early_stop)."""
-    return replace(model, **changes)

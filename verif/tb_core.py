@@ -12,6 +12,7 @@ import cocotb
 from cocotb.triggers import ReadOnly, RisingEdge
 
 from sw_model import golden, schedule
+from sw_model.model import load_model
 from sw_model.spec import EarlyStopParams
 
 from .registers import ID_VALUE, RULE_CODES, Reg, Status, masks_from_words, mask_words
@@ -131,7 +132,7 @@ async def mask_update_between_inferences(dut):
     case = Case.from_env()
     tb = await _bench(dut, case)
     trained = tb.reference
-    other = Case(model=case.extra_models["mask"], samples="", results="").load_model()
+    other = load_model(case.extra_models["mask"])
     x = case.load_samples()
     problems = []
     await tb.run(x)
