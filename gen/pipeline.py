@@ -236,6 +236,11 @@ class Pipeline:
                                      simulator=v["simulator"])
             result = outcome.to_dict()
             result["accuracy"] = float(np.mean(np.array(outcome.classes) == splits["y_test"][:count]))
+            if outcome.trace_mismatches and not outcome.mismatches:
+                raise PipelineError(f"RTL per-step spikes or membranes differ from the golden model "
+                                    f"on {outcome.trace_mismatches} samples although the results "
+                                    f"agree; first: {outcome.first_mismatch}; waveform: "
+                                    f"{outcome.waveform}")
             if outcome.mismatches:
                 raise PipelineError(f"RTL and golden model disagree on {outcome.mismatches} of "
                                     f"{outcome.samples_checked} samples; first: {outcome.first_mismatch}; "

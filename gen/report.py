@@ -51,6 +51,7 @@ def build_report(pipeline: "Pipeline") -> dict[str, Any]:
         "rtl": {
             "samples_checked": get(r, "verify", "samples_checked"),
             "mismatches": get(r, "verify", "mismatches"),
+            "trace_mismatches": get(r, "verify", "trace_mismatches"),
             "simulator": get(r, "verify", "simulator"),
         },
         "timesteps": {
