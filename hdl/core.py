@@ -462,10 +462,15 @@ class Accelerator(wiring.Component):
         updating = op_c == Op.UPDATE
         spiking_layer = layer_c < arch.spiking_layers
         if membrane_words:
+            # The leaked potential comes one cycle after the spikes (stage D); nothing reads a
+            # membrane before the next timestep, so the later write costs no cycle.
+            word_d = Signal.like(word_c)
+            writes_membrane = Signal()
+            m.d.sync += [word_d.eq(word_c), writes_membrane.eq(updating & spiking_layer)]
             m.d.comb += [
-                membrane_write.addr.eq(word_c),
+                membrane_write.addr.eq(word_d),
                 membrane_write.data.eq(lif.leaked_next),
-                membrane_write.en.eq(updating & spiking_layer),
+                membrane_write.en.eq(writes_membrane),
             ]
 
         # Spikes of a hidden layer are the inputs of the next one. Lanes past the end of a layer

@@ -102,9 +102,12 @@ class EarlyStop(wiring.Component):
 
         phase = Signal(range(len(_Phase)), init=_Phase.IDLE)
         index = Signal(range(n_out))
-        flush = Signal(range(2))
+        flush = Signal(range(3))
+        # The class read in a cycle comes from a register loaded one cycle ahead, which keeps the
+        # n_out-to-1 multiplexer out of the comparisons. Class 0 is read directly: the spike-count
+        # readout finishes its last update just before the first scan cycle.
         score = Signal(signed(bits))
-        m.d.comb += score.eq(self.scores[index])
+        fetched = Signal(signed(bits))
 
         best = Signal(signed(bits))
         second = Signal(signed(bits))
@@ -115,25 +118,70 @@ class EarlyStop(wiring.Component):
         second_margin = Signal(signed(bits + 2))
         m.d.comb += plus_margin.eq(score + self.margin)
 
-        # Confidence pipeline, one stage per register: the distance; the product and table
-        # index (the multiplier output feeds the table address register directly); the table
-        # entry, subtracted from `remaining`.
+        scanning = phase == _Phase.SCAN
+        last_scan = scanning & (index == n_out - 1)
+        new_best = score > best
+        m.d.comb += score.eq(Mux(scanning & (index == 0), self.scores[0], fetched))
+        m.d.sync += fetched.eq(self.scores[Mux(last_scan, 1, index + 1)])
+
+        # Confidence pipeline. Class j is issued in cycle p; the registers hold its distance
+        # (end of p), its product (p + 1), its table entry (p + 2, read from the table) and
+        # `remaining` = conf_limit minus the terms so far (p + 3). Class 0 is issued in the
+        # last scan cycle, with the last scanned class forwarded into best and top1, so the
+        # rule reads one sign bit in cycle c + 2 * n_out + 3.
+        confidence = self.rule == Rule.CONFIDENCE
+        issuing = Signal()
+        pass_top1 = Signal.like(self.top1)
+        # Both candidate distances of class 0 are computed beside the comparison that chooses
+        # between them, all from fixed classes, so the stage has one carry chain in its path.
+        last_score = self.scores[n_out - 1]
+        last_is_best = Signal()
+        from_best = Signal(signed(bits + 1))
+        from_last = Signal(signed(bits + 1))
+        raw_distance = Signal(signed(bits + 1))
+        m.d.comb += [
+            last_is_best.eq(last_score > best),
+            from_best.eq(best - Mux(last_scan, self.scores[0], score)),
+            from_last.eq(last_score - self.scores[0]),
+            raw_distance.eq(Mux(last_scan & last_is_best, from_last, from_best)),
+        ]
+        with m.If(last_scan):
+            m.d.comb += [
+                issuing.eq(confidence),
+                pass_top1.eq(Mux(last_is_best, n_out - 1, self.top1)),
+            ]
+        with m.Else():
+            m.d.comb += [
+                issuing.eq(phase == _Phase.PASS),
+                pass_top1.eq(self.top1),
+            ]
+        pass_index = Mux(last_scan, 0, index)
+
         distance_bits = min(bits + 1, SCALE_BITS)
         distance = Signal(distance_bits)
         distance_valid = Signal()
         product = Signal(distance_bits + SCALE_BITS)
-        m.d.comb += product.eq(distance * self.scale)
+        product_valid = Signal()
         term_valid = Signal()
         term_is_one = Signal()
-        # conf_limit minus the terms so far. All terms are in when the decision cycle starts,
-        # so the rule reads one sign bit.
         sum_bits = ((n_out - 1) << EXP_ONE_SHIFT).bit_length()
         remaining = Signal(signed(max(sum_bits, CONF_LIMIT_BITS) + 2))
 
-        # EXP[0] = 2**16 needs a 17th bit that no other entry uses: the ROM stores 16 bits and
-        # term_is_one supplies EXP[0].
+        if bits + 1 > SCALE_BITS:
+            # Clamping keeps k: for d >= 2**16 and scale >= 1 both d and 2**16 - 1 give
+            # (d * scale) >> 8 >= 255 > 127, and scale = 0 gives 0 for both.
+            clamped = Mux(raw_distance[SCALE_BITS:] != 0, (1 << SCALE_BITS) - 1, raw_distance)
+        else:
+            clamped = raw_distance
+
+        # EXP[0] = 2**16 needs a 17th bit that no other entry uses: the table stores 16 bits
+        # and term_is_one supplies EXP[0]. On iCE40 the table takes a block RAM; elsewhere it
+        # is built from LUTs with a registered output, because the 5.8 ns clock-to-output of
+        # an ECP5 block RAM leaves too little of a 10 ns cycle for the subtraction after it.
+        table_style = "block" if _is_ice40(platform) else "logic"
         exp_rom = memory.Memory(shape=unsigned(EXP_ONE_SHIFT), depth=EXP_LEN,
-                                init=[min(int(v), (1 << EXP_ONE_SHIFT) - 1) for v in exp_table()])
+                                init=[min(int(v), (1 << EXP_ONE_SHIFT) - 1) for v in exp_table()],
+                                attrs={"ram_style": table_style})
         m.submodules.exp_rom = exp_rom
         exp_read = exp_rom.read_port()
 
@@ -141,22 +189,20 @@ class EarlyStop(wiring.Component):
         shifted = product[SCALE_SHIFT:]
         table_bits = (EXP_LEN - 1).bit_length()
         saturated = (shifted[table_bits:] != 0) | (shifted[:table_bits] == EXP_LEN - 1)
-        m.d.comb += table_index.eq(Mux(saturated, EXP_LEN - 1, shifted))
-        m.d.comb += exp_read.addr.eq(table_index)
+        m.d.comb += [
+            table_index.eq(Mux(saturated, EXP_LEN - 1, shifted)),
+            exp_read.addr.eq(table_index),
+        ]
         term = Mux(term_valid, Mux(term_is_one, 1 << EXP_ONE_SHIFT, exp_read.data), 0)
 
-        raw_distance = best - score
-        if bits + 1 > SCALE_BITS:
-            # Clamping keeps k: for d >= 2**16 and scale >= 1 both d and 2**16 - 1 give
-            # (d * scale) >> 8 >= 255 > 127, and scale = 0 gives 0 for both.
-            clamped = Mux(raw_distance[SCALE_BITS:] != 0, (1 << SCALE_BITS) - 1, raw_distance)
-        else:
-            clamped = raw_distance
         m.d.sync += [
             distance.eq(clamped),
-            distance_valid.eq((phase == _Phase.PASS) & (index != self.top1)),
-            term_valid.eq(distance_valid),
+            distance_valid.eq(issuing & (pass_index != pass_top1)),
+            product.eq(distance * self.scale),
+            product_valid.eq(distance_valid),
+            term_valid.eq(product_valid),
             term_is_one.eq(table_index == 0),
+            remaining.eq(remaining - term),
         ]
 
         with m.Switch(phase):
@@ -169,7 +215,7 @@ class EarlyStop(wiring.Component):
                         best.eq(score), best_margin.eq(plus_margin), self.top1.eq(0),
                         second.eq(score_min), second_margin.eq(score_min + self.margin),
                     ]
-                with m.Elif(score > best):
+                with m.Elif(new_best):
                     m.d.sync += [
                         best.eq(score), best_margin.eq(plus_margin), self.top1.eq(index),
                         second.eq(best), second_margin.eq(best_margin),
@@ -178,11 +224,10 @@ class EarlyStop(wiring.Component):
                     m.d.sync += [second.eq(score), second_margin.eq(plus_margin)]
                 m.d.sync += index.eq(index + 1)
                 with m.If(index == n_out - 1):
-                    m.d.sync += index.eq(0)
-                    with m.If(self.rule == Rule.CONFIDENCE):
-                        m.d.sync += [phase.eq(_Phase.PASS), remaining.eq(self.conf_limit)]
+                    with m.If(confidence):
+                        m.d.sync += [index.eq(1), phase.eq(_Phase.PASS)]
                     with m.Else():
-                        m.d.sync += phase.eq(_Phase.DECIDE)
+                        m.d.sync += [index.eq(0), phase.eq(_Phase.DECIDE)]
 
             with m.Case(_Phase.PASS):
                 m.d.sync += index.eq(index + 1)
@@ -190,9 +235,9 @@ class EarlyStop(wiring.Component):
                     m.d.sync += [index.eq(0), flush.eq(0), phase.eq(_Phase.FLUSH)]
 
             with m.Case(_Phase.FLUSH):
-                # Two cycles for the table read and the subtraction of the last class.
+                # Three cycles for the product, table and subtraction of the last class.
                 m.d.sync += flush.eq(flush + 1)
-                with m.If(flush == 1):
+                with m.If(flush == 2):
                     m.d.sync += phase.eq(_Phase.DECIDE)
 
             with m.Case(_Phase.DECIDE):
@@ -204,9 +249,11 @@ class EarlyStop(wiring.Component):
                         m.d.comb += self.fire.eq(~remaining[-1])
                 m.d.sync += phase.eq(_Phase.IDLE)
 
-        with m.If(term_valid):
-            m.d.sync += remaining.eq(remaining - term)
-
         with m.If(self.start):
-            m.d.sync += [index.eq(0), phase.eq(_Phase.SCAN)]
+            m.d.sync += [index.eq(0), phase.eq(_Phase.SCAN), remaining.eq(self.conf_limit)]
         return m
+
+
+def _is_ice40(platform) -> bool:
+    """Return whether ``platform`` builds for an iCE40 device (False for simulation)."""
+    return str(getattr(platform, "device", "")).lower().startswith("ice40")

@@ -27,9 +27,10 @@ class LifUpdate(wiring.Component):
     reads ``leaked`` and returns ``leaked_next = v' - (v' >> leak_shift)`` for the next
     timestep. ``leaked`` is taken as 0 when ``first_step``, which equals leaking a zero ``v``.
 
-    Latency: 1 cycle. Inputs presented in cycle ``c`` give the outputs in cycle ``c + 1``; a
-    new group may enter every cycle. The first cycle adds ``syn``, the second subtracts the
-    threshold, saturates and leaks.
+    Latency: inputs presented in cycle ``c`` give ``membrane_next`` and ``spikes`` in cycle
+    ``c + 1`` and ``leaked_next`` in cycle ``c + 2``; a new group may enter every cycle. The
+    first cycle adds ``syn``, the second subtracts the threshold and saturates, and the third
+    leaks, so that each cycle has one carry chain.
 
     Parameters
     ----------
@@ -57,7 +58,8 @@ class LifUpdate(wiring.Component):
     membrane_next : Out(ArrayLayout(signed(V), lanes))
         Membranes after reset ``v'``.
     leaked_next : Out(ArrayLayout(signed(V), lanes))
-        ``v' - (v' >> leak_shift)``, to store for the next timestep.
+        ``v' - (v' >> leak_shift)``, to store for the next timestep, one cycle after
+        ``membrane_next``.
     spikes : Out(lanes)
         Spike of lane ``l`` in bit ``l``.
     """
@@ -130,10 +132,14 @@ class LifUpdate(wiring.Component):
                 self.spikes[lane].eq(spike),
                 self.membrane_next[lane].eq(membrane),
             ]
+
+            # Cycle 3: leak.
+            settled = Signal(signed(bits), name=f"settled_{lane}")
+            m.d.sync += settled.eq(membrane)
             if self._leak_shift:
-                m.d.comb += self.leaked_next[lane].eq(membrane - (membrane >> self._leak_shift))
+                m.d.comb += self.leaked_next[lane].eq(settled - (settled >> self._leak_shift))
             else:
-                m.d.comb += self.leaked_next[lane].eq(membrane)
+                m.d.comb += self.leaked_next[lane].eq(settled)
         return m
 
 

@@ -7,7 +7,7 @@ from amaranth.sim import Simulator
 from hdl.early_stop import EarlyStop, Rule
 from sw_model import golden
 from sw_model.schedule import decide_cycles
-from sw_model.spec import ArchParams, EarlyStopParams, confidence_limit, scale_table
+from sw_model.spec import ArchParams, EarlyStopParams, confidence_limit, exp_table, scale_table
 
 RULE_NAMES = {Rule.OFF: "off", Rule.MARGIN: "margin", Rule.CONFIDENCE: "confidence"}
 
@@ -96,3 +96,23 @@ def test_rules_random_against_golden(sizes, lanes):
         top1, _ = golden.top_two(scores[None, :].astype(np.int64))
         fires = golden.rule_fires(arch, es, scores[None, :].astype(np.int64), n)
         assert result == (decide_cycles(arch, es.rule), int(fires[0]), int(top1[0])), scores
+
+
+@pytest.mark.parametrize("scores", [[5, 1, 9], [7, 1, 7], [9, 3, 9], [2, 2, 2]])
+def test_confidence_last_class_forwarded(scores):
+    # Class 0 enters the confidence pass in the cycle that scans the last class, so a last
+    # class that becomes top-1 there must already count; the limits sit at the boundary.
+    arch = ArchParams(sizes=(8, 3), lanes=1)
+    o = np.array([scores], dtype=np.int64)
+    es = EarlyStopParams(rule="confidence", budget=1, scale=(100,), conf_limit=0)
+    top1, _ = golden.top_two(o)
+    d = o[0, top1[0]] - o[0]
+    terms = exp_table()[np.minimum((d * 100) >> 8, 127)]
+    terms[top1[0]] = 0
+    total = int(terms.sum())
+    cases = [(Rule.CONFIDENCE, scores, 0, 100, total), (Rule.CONFIDENCE, scores, 0, 100, total - 1)]
+    results = decide(arch, cases)
+    assert results == [(9, 1, int(top1[0])), (9, 0, int(top1[0]))]
+    for limit, (_, fire, _) in zip([total, total - 1], results):
+        reference = EarlyStopParams(**{**es.to_dict(), "scale": (100,), "conf_limit": limit})
+        assert fire == int(golden.rule_fires(arch, reference, o, 1)[0])

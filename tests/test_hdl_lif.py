@@ -10,8 +10,9 @@ from sw_model.spec import ArchParams, leak, saturate
 
 
 def evaluate(dut, cases, *, threshold, first_step=0):
-    """Apply each case (leaked, synapses) for one cycle and return the outputs from the cycle
-    after it: (membrane_next, leaked_next, spikes) per case."""
+    """Apply each case (leaked, synapses) for one cycle and return (membrane_next,
+    leaked_next, spikes) per case: the first and last from the cycle after it, leaked_next
+    from the cycle after that."""
     lanes = len(dut.spikes)
     results = []
 
@@ -23,9 +24,11 @@ def evaluate(dut, cases, *, threshold, first_step=0):
                 ctx.set(dut.leaked[lane], int(leaked[lane]))
                 ctx.set(dut.synapse[lane], int(synapses[lane]))
             await ctx.tick()
-            results.append(([ctx.get(dut.membrane_next[lane]) for lane in range(lanes)],
-                            [ctx.get(dut.leaked_next[lane]) for lane in range(lanes)],
-                            [(ctx.get(dut.spikes) >> lane) & 1 for lane in range(lanes)]))
+            after = [ctx.get(dut.membrane_next[lane]) for lane in range(lanes)]
+            spikes = [(ctx.get(dut.spikes) >> lane) & 1 for lane in range(lanes)]
+            await ctx.tick()
+            stored = [ctx.get(dut.leaked_next[lane]) for lane in range(lanes)]
+            results.append((after, stored, spikes))
 
     sim = Simulator(dut)
     sim.add_clock(1e-6)
