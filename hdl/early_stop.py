@@ -121,7 +121,9 @@ class EarlyStop(wiring.Component):
         scanning = phase == _Phase.SCAN
         last_scan = scanning & (index == n_out - 1)
         new_best = score > best
-        m.d.comb += score.eq(Mux(scanning & (index == 0), self.scores[0], fetched))
+        first_scan = Signal()  # registered copy of `scanning & (index == 0)`
+        m.d.sync += first_scan.eq(self.start)
+        m.d.comb += score.eq(Mux(first_scan, self.scores[0], fetched))
         m.d.sync += fetched.eq(self.scores[Mux(last_scan, 1, index + 1)])
 
         # Confidence pipeline. Class j is issued in cycle p; the registers hold its distance
@@ -175,9 +177,9 @@ class EarlyStop(wiring.Component):
             clamped = raw_distance
 
         # EXP[0] = 2**16 needs a 17th bit that no other entry uses: the table stores 16 bits
-        # and term_is_one supplies EXP[0]. On iCE40 the table takes a block RAM; elsewhere it
-        # is built from LUTs with a registered output, because the 5.8 ns clock-to-output of
-        # an ECP5 block RAM leaves too little of a 10 ns cycle for the subtraction after it.
+        # and term_is_one supplies EXP[0]. On iCE40 the table takes a block RAM. Elsewhere it is
+        # built from LUTs with a registered output, because the 5.8 ns clock-to-output of an
+        # ECP5 block RAM leaves too little of a 10 ns cycle for the subtraction after it.
         table_style = "block" if _is_ice40(platform) else "logic"
         exp_rom = memory.Memory(shape=unsigned(EXP_ONE_SHIFT), depth=EXP_LEN,
                                 init=[min(int(v), (1 << EXP_ONE_SHIFT) - 1) for v in exp_table()],
@@ -210,7 +212,7 @@ class EarlyStop(wiring.Component):
                 pass
 
             with m.Case(_Phase.SCAN):
-                with m.If(index == 0):
+                with m.If(first_scan):
                     m.d.sync += [
                         best.eq(score), best_margin.eq(plus_margin), self.top1.eq(0),
                         second.eq(score_min), second_margin.eq(score_min + self.margin),

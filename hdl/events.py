@@ -97,8 +97,8 @@ class SpikeQueue(wiring.Component):
 
     Latency: 1 cycle. ``head`` and ``head_valid`` reflect a ``load``, ``push`` or ``pop`` from
     the next cycle on. At most one of the three may be high in a cycle. With ``pop_gap = 2`` a
-    ``pop`` must come at least two cycles after the previous ``load``, ``push`` or ``pop``;
-    the schedule guarantees that when every layer has at least two groups.
+    ``pop`` must come at least two cycles after the previous ``load``, ``push`` or ``pop``.
+    The schedule guarantees that when every layer has at least two groups.
 
     Parameters
     ----------
