@@ -1,7 +1,7 @@
 """Place and route the bare core on a board to measure its utilisation and Fmax.
 
 The board top level with the UART link lives in boards/; this utility wraps only the core, so
-its numbers are those of the core plus about 120 flip-flops of wrapper. The wrapper shifts every
+its numbers are those of the core plus about 125 flip-flops of wrapper. The wrapper shifts every
 core input in from one pin and XOR-reduces the registered core outputs to another, which keeps
 synthesis from removing any logic. Example::
 

