@@ -462,7 +462,7 @@ class Accelerator(wiring.Component):
         updating = op_c == Op.UPDATE
         spiking_layer = layer_c < arch.spiking_layers
         if membrane_words:
-            # The leaked potential comes one cycle after the spikes (stage D); nothing reads a
+            # The leaked potential comes one cycle after the spikes (stage D). Nothing reads a
             # membrane before the next timestep, so the later write costs no cycle.
             word_d = Signal.like(word_c)
             writes_membrane = Signal()

@@ -26,7 +26,7 @@ class Crossbar(wiring.Component):
 
     Latency: ``2 + hash_stages(arch)`` cycles (2 for the ROM source, 5 for the hash source): the
     memory read and an output register. A new group may enter every cycle. A mask write in cycle
-    ``c`` is seen by groups entering in cycle ``c + 1`` or later; a group of that word entering
+    ``c`` is seen by groups entering in cycle ``c + 1`` or later. A group of that word entering
     in cycle ``c`` itself reads an undefined mask.
 
     Parameters

@@ -101,7 +101,7 @@ def test_rules_random_against_golden(sizes, lanes):
 @pytest.mark.parametrize("scores", [[5, 1, 9], [7, 1, 7], [9, 3, 9], [2, 2, 2]])
 def test_confidence_last_class_forwarded(scores):
     # Class 0 enters the confidence pass in the cycle that scans the last class, so a last
-    # class that becomes top-1 there must already count; the limits sit at the boundary.
+    # class that becomes top-1 there must already count. The limits sit at the boundary.
     arch = ArchParams(sizes=(8, 3), lanes=1)
     o = np.array([scores], dtype=np.int64)
     es = EarlyStopParams(rule="confidence", budget=1, scale=(100,), conf_limit=0)
