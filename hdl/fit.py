@@ -120,7 +120,7 @@ def run_fit(model: Model, board: str, frequency_mhz: float, out: Path) -> dict:
 
 
 def main(argv=None) -> int:
-    parser = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
+    parser = argparse.ArgumentParser(prog="python -m hdl.fit", description=__doc__.split("\n\n")[0])
     parser.add_argument("--board", choices=sorted(BOARDS), default="icebreaker",
                         help="board to place and route for (default: %(default)s)")
     parser.add_argument("--freq", type=float, default=24.0,
