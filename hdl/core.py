@@ -122,7 +122,8 @@ class Accelerator(wiring.Component):
         arch = model.arch
         if arch.encoding != "rate":
             raise ValueError(f"the accelerator supports only rate encoding, not "
-                             f"{arch.encoding!r}; binary configurations stop after the golden model")
+                             f"{arch.encoding!r}; binary configurations stop after the golden "
+                             f"model")
         self._model = model
         self._trace = bool(trace)
         self._expose_scores = bool(expose_scores)

@@ -69,7 +69,8 @@ class LifUpdate(wiring.Component):
         _check_positive("lanes", lanes)
         _check_positive("synapse_bits", synapse_bits)
         if not isinstance(membrane_bits, int) or membrane_bits < 2:
-            raise ValueError(f"membrane_bits must be an integer of at least 2, not {membrane_bits!r}")
+            raise ValueError(f"membrane_bits must be an integer of at least 2, "
+                             f"not {membrane_bits!r}")
         if not isinstance(leak_shift, int) or not 0 <= leak_shift < membrane_bits:
             raise ValueError(f"leak_shift must lie in 0..{membrane_bits - 1}, not {leak_shift!r}")
         if reset not in RESET_MODES:
