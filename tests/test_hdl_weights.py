@@ -43,7 +43,8 @@ def stream_groups(dut, latency, coordinates, setup=None):
             ctx.set(dut.row, i)
             ctx.set(dut.group, g)
             await ctx.tick()
-            outputs.append([ctx.get(dut.weights[lane]) for lane in range(dut.weights.shape().length)])
+            lanes = dut.weights.shape().length
+            outputs.append([ctx.get(dut.weights[lane]) for lane in range(lanes)])
         results.extend(outputs[latency - 1:latency - 1 + len(coordinates)])
 
     sim = Simulator(dut)
