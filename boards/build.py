@@ -14,6 +14,7 @@ from dataclasses import dataclass, field
 from importlib import metadata
 from pathlib import Path
 
+from hdl.synthesis import build_overrides
 from sw_model.model import Model
 
 from .catalog import BoardInfo, get_board
@@ -311,8 +312,11 @@ def build_design(top, board: BoardInfo, out_dir: Path, *, clock_hz: float,
 
     started = time.monotonic()
     log.info("build: %s at %.3f MHz in %s", board.name, target_mhz, build_dir)
+    # The core's Yosys settings drop read-during-write emulation it does not need and map its
+    # multiplier to an iCE40 DSP; without them the default model does not fit the UP5K.
     plan = platform.prepare(top, name=TOP_NAME,
-                            nextpnr_opts=f"--report {REPORT_NAME} --timing-allow-fail")
+                            nextpnr_opts=f"--report {REPORT_NAME} --timing-allow-fail",
+                            **build_overrides(platform))
     plan.extract(str(build_dir))
     script = f"{plan.script}.sh"
     with open(log_path, "w") as log_file:
