@@ -4,7 +4,7 @@ from __future__ import annotations
 
 import enum
 
-from amaranth.hdl import Const, Module, Signal, unsigned
+from amaranth.hdl import Cat, Const, Module, Signal, unsigned
 from amaranth.lib import data, memory, wiring
 from amaranth.lib.wiring import In, Out
 
@@ -15,7 +15,7 @@ from .early_stop import CONF_LIMIT_BITS, SCALE_BITS
 from .layout import index_bits
 from .synthesis import RDWR_DONT_CARE_PREFIX
 
-__all__ = ["Register", "RegisterFile", "ID_VALUE", "Status", "Control"]
+__all__ = ["Register", "RegisterFile", "ID_VALUE", "Status", "Control", "exceeds"]
 
 ID_VALUE = 0x534E4E31  # "SNN1"
 ADDR_BITS = 8
@@ -58,6 +58,24 @@ class Control(enum.IntFlag):
     CLEAR_FLAGS = 1 << 1
 
 
+def exceeds(value, limit: int):
+    """Return whether the unsigned ``value`` is above the constant ``limit``, in LUT logic.
+
+    Yosys maps a comparison operator to a carry chain, one logic cell per bit. Split into
+    halves, the test needs only a few LUTs for a constant.
+    """
+    if limit < 0:
+        return Const(1, 1)
+    if limit >= 2 ** len(value) - 1:
+        return Const(0, 1)
+    if len(value) <= 4:
+        return Cat(*(value == v for v in range(limit + 1, 2 ** len(value)))).any()
+    half = len(value) // 2
+    low, high = value[:half], value[half:]
+    limit_low, limit_high = limit & (2 ** half - 1), limit >> half
+    return exceeds(high, limit_high) | ((high == limit_high) & exceeds(low, limit_low))
+
+
 def _within(value, low: int, high, width: int):
     """Return whether the 32-bit ``value`` lies in ``low .. high``, ``high`` below ``2**width``.
 
@@ -67,7 +85,9 @@ def _within(value, low: int, high, width: int):
     small = value[:width]
     result = value[width:] == 0
     if low:
-        result = result & (small >= low)
+        result = result & exceeds(small, low - 1)
+    if isinstance(high, int):
+        return result & ~exceeds(small, high)
     return result & (small <= high)
 
 
@@ -236,7 +256,8 @@ class RegisterFile(wiring.Component):
                     with m.If(accept):
                         m.d.sync += scale_addr.eq(value)
                 with m.Case(Register.SCALE_DATA):
-                    m.d.comb += accept.eq((value[SCALE_BITS:] == 0) & (scale_addr < t_max))
+                    m.d.comb += accept.eq((value[SCALE_BITS:] == 0)
+                                          & ~exceeds(scale_addr, t_max - 1))
                     with m.If(accept):
                         m.d.comb += [
                             scale_write.addr.eq(scale_addr),
@@ -250,7 +271,7 @@ class RegisterFile(wiring.Component):
                         m.d.sync += [mask_addr.eq(value), self.mask_open.eq(1)]
                 with m.Case(Register.MASK_DATA):
                     m.d.comb += accept.eq(self.mask_open & (value[arch.lanes:] == 0)
-                                          & (mask_addr < arch.words))
+                                          & ~exceeds(mask_addr, arch.words - 1))
                     with m.If(accept):
                         m.d.comb += self.mask_we.eq(1)
                         m.d.sync += mask_addr.eq(mask_addr + 1)

@@ -4,11 +4,12 @@ updates and abort, in the Amaranth simulator against sw_model.golden."""
 
 import numpy as np
 import pytest
+from amaranth.hdl import Module, Signal
 from amaranth.sim import Simulator
 
 from hdl.core import Accelerator
 from hdl.layout import mask_words
-from hdl.regs import ID_VALUE, Register, Status
+from hdl.regs import ID_VALUE, Register, Status, exceeds
 from hdl.sim import random_model, read_register, receive_result, send_sample, wait_for, \
     write_register
 from sw_model import golden
@@ -238,3 +239,26 @@ def test_abort_clears_and_recovers():
     assert seen["result"].cycles == reference.cycles[0]
     assert seen["result"].out_class == reference.classes[0]
     assert seen["status"] >> 16 == 1  # only the finished inference counts
+
+
+@pytest.mark.parametrize("width", [1, 3, 4, 5, 9])
+def test_exceeds_matches_comparison(width):
+    limits = sorted({-1, 0, 1, 5, 2 ** width - 2, 2 ** width - 1, 2 ** width + 3})
+    value = Signal(width)
+    flags = [Signal(name=f"above_{i}") for i in range(len(limits))]
+    m = Module()
+    for flag, limit in zip(flags, limits):
+        m.d.comb += flag.eq(exceeds(value, limit))
+    mismatches = []
+
+    async def bench(ctx):
+        for v in range(2 ** width):
+            ctx.set(value, v)
+            for flag, limit in zip(flags, limits):
+                if ctx.get(flag) != (v > limit):
+                    mismatches.append((v, limit))
+
+    sim = Simulator(m)
+    sim.add_testbench(bench)
+    sim.run()
+    assert mismatches == []
