@@ -197,6 +197,11 @@ class EarlyStop(wiring.Component):
         ]
         term = Mux(term_valid, Mux(term_is_one, 1 << EXP_ONE_SHIFT, exp_read.data), 0)
 
+        # The sign of `remaining` is registered beside it, so that the decision cycle reads a
+        # flip-flop and not the end of a carry chain.
+        remaining_next = Signal.like(remaining)
+        remaining_nonnegative = Signal()
+        m.d.comb += remaining_next.eq(Mux(self.start, self.conf_limit, remaining - term))
         m.d.sync += [
             distance.eq(clamped),
             distance_valid.eq(issuing & (pass_index != pass_top1)),
@@ -204,8 +209,15 @@ class EarlyStop(wiring.Component):
             product_valid.eq(distance_valid),
             term_valid.eq(product_valid),
             term_is_one.eq(table_index == 0),
-            remaining.eq(remaining - term),
+            remaining.eq(remaining_next),
+            remaining_nonnegative.eq(~remaining_next[-1]),
         ]
+
+        # `margin_fires` equals `best >= second_margin` after every scan cycle: each cycle that
+        # changes best or second_margin compares the values they take. So the decision reads a
+        # flip-flop, because the core's phase logic follows `fire`, and a comparison there left
+        # too little of a 10 ns cycle on ECP5.
+        margin_fires = Signal()
 
         with m.Switch(phase):
             with m.Case(_Phase.IDLE):
@@ -216,14 +228,19 @@ class EarlyStop(wiring.Component):
                     m.d.sync += [
                         best.eq(score), best_margin.eq(plus_margin), self.top1.eq(0),
                         second.eq(score_min), second_margin.eq(score_min + self.margin),
+                        margin_fires.eq(score >= score_min + self.margin),
                     ]
                 with m.Elif(new_best):
                     m.d.sync += [
                         best.eq(score), best_margin.eq(plus_margin), self.top1.eq(index),
                         second.eq(best), second_margin.eq(best_margin),
+                        margin_fires.eq(score >= best_margin),
                     ]
                 with m.Elif(score > second):
-                    m.d.sync += [second.eq(score), second_margin.eq(plus_margin)]
+                    m.d.sync += [
+                        second.eq(score), second_margin.eq(plus_margin),
+                        margin_fires.eq(best >= plus_margin),
+                    ]
                 m.d.sync += index.eq(index + 1)
                 with m.If(index == n_out - 1):
                     with m.If(confidence):
@@ -246,13 +263,13 @@ class EarlyStop(wiring.Component):
                 m.d.comb += self.done.eq(1)
                 with m.Switch(self.rule):
                     with m.Case(Rule.MARGIN):
-                        m.d.comb += self.fire.eq(best >= second_margin)
+                        m.d.comb += self.fire.eq(margin_fires)
                     with m.Case(Rule.CONFIDENCE):
-                        m.d.comb += self.fire.eq(~remaining[-1])
+                        m.d.comb += self.fire.eq(remaining_nonnegative)
                 m.d.sync += phase.eq(_Phase.IDLE)
 
         with m.If(self.start):
-            m.d.sync += [index.eq(0), phase.eq(_Phase.SCAN), remaining.eq(self.conf_limit)]
+            m.d.sync += [index.eq(0), phase.eq(_Phase.SCAN)]
         return m
 
 
