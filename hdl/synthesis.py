@@ -13,7 +13,7 @@ multiplexers that emulate a read-during-write behaviour of block RAM the core ne
 
 from __future__ import annotations
 
-__all__ = ["RDWR_DONT_CARE_PREFIX", "RDWR_DONT_CARE_SCRIPT", "build_overrides"]
+__all__ = ["RDWR_DONT_CARE_PREFIX", "RDWR_DONT_CARE_SCRIPT", "build_overrides", "is_ice40"]
 
 # Memories whose submodule name starts with this prefix never read a word in the cycle it is
 # written, or ignore the data they read then (the accumulator forwarding of hdl.core).
@@ -38,7 +38,11 @@ def build_overrides(platform) -> dict:
     these.
     """
     overrides = {"script_after_read": RDWR_DONT_CARE_SCRIPT}
-    device = str(getattr(platform, "device", ""))
-    if device.lower().startswith("ice40"):
+    if is_ice40(platform):
         overrides["synth_opts"] = "-dsp"
     return overrides
+
+
+def is_ice40(platform) -> bool:
+    """Return whether ``platform`` builds for an iCE40 device (False for None, in simulation)."""
+    return str(getattr(platform, "device", "")).lower().startswith("ice40")

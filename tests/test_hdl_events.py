@@ -31,13 +31,14 @@ async def drain_heads(ctx, dut, gap=1, limit=300):
     return heads
 
 
+@pytest.mark.parametrize("parallel_load", [False, True])
 @pytest.mark.parametrize("pop_gap", [1, 2])
 @pytest.mark.parametrize("width,lanes", [(1, 1), (5, 1), (20, 3), (64, 8), (130, 8)])
-def test_queue_load_hands_out_ascending(width, lanes, pop_gap):
+def test_queue_load_hands_out_ascending(width, lanes, pop_gap, parallel_load):
     rng = np.random.default_rng(width)
     vectors = [0, (1 << width) - 1, 1 << (width - 1)]
     vectors += [int(rng.integers(0, 1 << min(width, 62))) << max(0, width - 62) for _ in range(4)]
-    dut = SpikeQueue(width=width, lanes=lanes, pop_gap=pop_gap)
+    dut = SpikeQueue(width=width, lanes=lanes, pop_gap=pop_gap, parallel_load=parallel_load)
     got = []
 
     async def testbench(ctx):
