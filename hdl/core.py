@@ -231,6 +231,9 @@ class Accelerator(wiring.Component):
         drain_count = Signal(range(drain))
         clear_count = Signal(range(acc_words))
         beats = Signal(range(arch.n_in))
+        # `beats != 0`, kept in a flip-flop because `running` gates the register writes and the
+        # comparison lengthened that path beyond 10 ns on ECP5.
+        beats_started = Signal()
         cycles = Signal(CYCLES_BITS)
 
         last_group = Signal.like(group)
@@ -263,7 +266,7 @@ class Accelerator(wiring.Component):
             m.d.comb += self.in_ready.eq(~regs.mask_open)
         running = Signal()
         m.d.comb += [
-            running.eq(((phase == Phase.IDLE) & ((beats != 0) | transfer)) | computing),
+            running.eq(((phase == Phase.IDLE) & (beats_started | transfer)) | computing),
             regs.running.eq(running),
             regs.busy.eq(running | (phase == Phase.CLEAR)),
             regs.result_waiting.eq(phase == Phase.RESULT),
@@ -310,11 +313,12 @@ class Accelerator(wiring.Component):
 
             with m.Case(Phase.IDLE):
                 with m.If(transfer):
-                    m.d.sync += beats.eq(beats + 1)
+                    m.d.sync += [beats.eq(beats + 1), beats_started.eq(1)]
                     with m.If(beats == arch.n_in - 1):
                         # START: the controller leaves idle.
                         m.d.sync += [
                             beats.eq(0),
+                            beats_started.eq(0),
                             step.eq(0),
                             cycles.eq(1),
                             phase.eq(Phase.ENCODE),
@@ -382,7 +386,8 @@ class Accelerator(wiring.Component):
 
         with m.If(regs.abort):
             # Abort drops the sample, the inference or the waiting result, then clears.
-            m.d.sync += [beats.eq(0), clear_count.eq(0), phase.eq(Phase.CLEAR)]
+            m.d.sync += [beats.eq(0), beats_started.eq(0), clear_count.eq(0),
+                         phase.eq(Phase.CLEAR)]
 
         m.d.comb += [self.out_cycles.eq(cycles)]
         if self._expose_scores:

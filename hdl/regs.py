@@ -209,6 +209,9 @@ class RegisterFile(wiring.Component):
         scale_write = scales.write_port()
         m.d.comb += [scale_read.addr.eq(self.scale_index), self.scale.eq(scale_read.data)]
         scale_addr = Signal(range(t_max + 1))
+        # Only the enable depends on the write decoding, which keeps it off the address and data
+        # inputs of the table (distributed RAM on ECP5).
+        m.d.comb += [scale_write.addr.eq(scale_addr), scale_write.data.eq(self.wdata)]
 
         mask_addr = Signal(range(arch.words + 1))
         m.d.comb += [self.mask_addr.eq(mask_addr), self.mask_data.eq(self.wdata)]
@@ -259,11 +262,7 @@ class RegisterFile(wiring.Component):
                     m.d.comb += accept.eq((value[SCALE_BITS:] == 0)
                                           & ~exceeds(scale_addr, t_max - 1))
                     with m.If(accept):
-                        m.d.comb += [
-                            scale_write.addr.eq(scale_addr),
-                            scale_write.data.eq(value),
-                            scale_write.en.eq(1),
-                        ]
+                        m.d.comb += scale_write.en.eq(1)
                         m.d.sync += scale_addr.eq(scale_addr + 1)
                 with m.Case(Register.MASK_ADDR):
                     m.d.comb += accept.eq(_within(value, 0, arch.words - 1, len(mask_addr)))
