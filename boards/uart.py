@@ -69,44 +69,40 @@ class UARTRx(wiring.Component):
         rx = Signal(init=1)
         m.submodules.sync_rx = FFSynchronizer(self.rx, rx, init=1)
 
-        timer = Signal(range(self.divisor * 3 // 2 + 1))
-        bit_index = Signal(range(8))
+        # The timer counts down from divisor - 1 and wraps, and the line is sampled when it
+        # passes ``middle``: divisor // 2 cycles after the start edge was seen, then once per
+        # bit. One reload value keeps the timer to a decrementer with a synchronous reset.
+        timer = Signal(range(self.divisor), init=self.divisor - 1)
+        middle = self.divisor - self.divisor // 2
+        # 0: idle; 1: start bit; 2..9: data bits; 10: stop bit; 11: wait for a high line after
+        # a framing error.
+        bit = Signal(range(12))
         shift = Signal(8)
 
-        with m.FSM():
-            with m.State("IDLE"):
-                with m.If(~rx):
-                    # Wait half a bit to sample the middle of the start bit.
-                    m.d.sync += timer.eq(self.divisor // 2 - 1)
-                    m.next = "START"
-            with m.State("START"):
-                with m.If(timer != 0):
-                    m.d.sync += timer.eq(timer - 1)
-                with m.Elif(rx):
-                    m.next = "IDLE"
+        with m.If((bit == 0) | (bit == 11)):
+            m.d.sync += timer.eq(self.divisor - 1)
+            with m.If((bit == 0) & ~rx):
+                m.d.sync += bit.eq(1)
+            with m.Elif((bit == 11) & rx):
+                m.d.sync += bit.eq(0)
+        with m.Else():
+            with m.If(timer == 0):
+                m.d.sync += timer.eq(self.divisor - 1)
+            with m.Else():
+                m.d.sync += timer.eq(timer - 1)
+            with m.If(timer == middle):
+                with m.If(bit == 10):
+                    with m.If(rx):
+                        m.d.comb += self.valid.eq(1)
+                        m.d.sync += bit.eq(0)
+                    with m.Else():
+                        m.d.comb += self.error.eq(1)
+                        m.d.sync += bit.eq(11)
+                with m.Elif((bit == 1) & rx):
+                    m.d.sync += bit.eq(0)      # a glitch, not a start bit
                 with m.Else():
-                    m.d.sync += [timer.eq(self.divisor - 1), bit_index.eq(0)]
-                    m.next = "DATA"
-            with m.State("DATA"):
-                with m.If(timer != 0):
-                    m.d.sync += timer.eq(timer - 1)
-                with m.Else():
-                    m.d.sync += [shift.eq(Cat(shift[1:], rx)), timer.eq(self.divisor - 1)]
-                    m.d.sync += bit_index.eq(bit_index + 1)
-                    with m.If(bit_index == 7):
-                        m.next = "STOP"
-            with m.State("STOP"):
-                with m.If(timer != 0):
-                    m.d.sync += timer.eq(timer - 1)
-                with m.Elif(rx):
-                    m.d.comb += self.valid.eq(1)
-                    m.next = "IDLE"
-                with m.Else():
-                    m.d.comb += self.error.eq(1)
-                    m.next = "BREAK"
-            with m.State("BREAK"):
-                with m.If(rx):
-                    m.next = "IDLE"
+                    # The start bit shifts in first and out again with the eighth data bit.
+                    m.d.sync += [shift.eq(Cat(shift[1:], rx)), bit.eq(bit + 1)]
 
         m.d.comb += self.data.eq(shift)
         return m
