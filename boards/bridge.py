@@ -13,7 +13,8 @@ from amaranth.lib.crc import catalog
 from amaranth.lib.memory import Memory
 from amaranth.lib.wiring import In, Out
 
-from hdl.regs import Control, Register, Status
+from hdl.regs import Control, Register, Status, exceeds
+from hdl.synthesis import RDWR_DONT_CARE_PREFIX
 from sw_model import schedule
 from sw_model.spec import ArchParams, bit_length
 
@@ -80,8 +81,14 @@ class Bridge(wiring.Component):
         Bytes to the UART transmitter.
     in_valid, in_ready, in_data : sample stream to the core (``input_bits`` wide).
     out_valid, out_ready, out_class, out_steps, out_cycles : result stream from the core.
-    reg_addr, reg_wdata, reg_we, reg_re, reg_rdata : register bus of the core, driven from
-        flip-flops; ``reg_rdata`` is read in the cycle after ``reg_re``.
+        The INFER response reads ``out_class``, ``out_steps`` and ``out_cycles`` while it is
+        sent, after the handshake, so the core must keep them until the next sample starts, as
+        ``hdl.core.Accelerator`` does.
+    reg_addr, reg_wdata, reg_we, reg_re, reg_rdata : register bus of the core. The strobes come
+        from flip-flops, the address and the write data from flip-flops through at most one
+        LUT. The bridge reads ``reg_rdata`` from the second cycle after it raised ``reg_re``
+        until the response is sent, so the core must keep the value until the next read, as
+        ``hdl.regs.RegisterFile`` does.
     busy : Out(1)
         High from the first byte of a frame to the end of its response.
     error : Out(1)
@@ -136,126 +143,205 @@ class Bridge(wiring.Component):
     def elaborate(self, platform):
         m = Module()
         arch = self.arch
+        word_bytes = self.word_bytes
 
-        # -- receive buffer and CRC checkers ---------------------------------------------------
-        m.submodules.buffer = buffer = Memory(shape=8, depth=self.max_payload, init=[])
+        # -- receive buffer and CRC ---------------------------------------------------------------
+        # The INFO constants sit in the buffer above the payload, at a multiple of 32 so that
+        # the payload index gives the low address bits. Bytes 1..4, the core ID, are 0 there,
+        # because the ID comes from the core's ID register.
+        info_base = 32 * -(-self.max_payload // 32)
+        info_init = bytearray(self.info.pack())
+        info_init[1:5] = bytes(4)
+        buffer = Memory(shape=8, depth=info_base + len(info_init),
+                        init=[0] * info_base + list(info_init))
+        # No state reads the buffer while PAYLOAD writes it, so a board build may drop the
+        # logic that gives a same-cycle read the old data.
+        m.submodules[RDWR_DONT_CARE_PREFIX + "buffer"] = buffer
         buf_wr = buffer.write_port()
         buf_rd = buffer.read_port(transparent_for=())
-        m.submodules.rx_crc = rx_crc = catalog.CRC16_CCITT_FALSE(8).create()
-        m.submodules.tx_crc = tx_crc = catalog.CRC16_CCITT_FALSE(8).create()
-        m.d.comb += rx_crc.data.eq(self.rx_data)
+        # One CRC unit serves both directions, because a response starts only after its
+        # request ends.
+        m.submodules.crc = crc = catalog.CRC16_CCITT_FALSE(8).create()
+        m.d.comb += crc.data.eq(self.rx_data)
 
-        # -- inter-byte timer: cycles since the last received byte, saturating ------------------
-        quiet_timer = Signal(range(self.timeout_cycles + 1))
+        # -- timer: inter-byte timeout while receiving, core watchdog while executing -----------
+        timer = Signal(range(max(self.timeout_cycles, self.cycle_limit) + 1))
         quiet = Signal()
+        core_late = Signal()
+        executing = Signal()
         byte_seen = Signal()
-        m.d.comb += [byte_seen.eq(self.rx_valid | self.rx_error),
-                     quiet.eq(quiet_timer == self.timeout_cycles)]
-        with m.If(byte_seen):
-            m.d.sync += quiet_timer.eq(0)
+        m.d.comb += [
+            byte_seen.eq(self.rx_valid | self.rx_error),
+            quiet.eq(timer == self.timeout_cycles),
+            core_late.eq(timer == self.cycle_limit),
+        ]
+        # The timer saturates at the limit of the current phase. A state that starts a phase
+        # resets it, and the FSM's assignments below take precedence over these.
+        with m.If(executing):
+            with m.If(~core_late):
+                m.d.sync += timer.eq(timer + 1)
+        with m.Elif(byte_seen):
+            m.d.sync += timer.eq(0)
         with m.Elif(~quiet):
-            m.d.sync += quiet_timer.eq(quiet_timer + 1)
+            m.d.sync += timer.eq(timer + 1)
 
-        # -- request fields ---------------------------------------------------------------------
+        # -- request fields -----------------------------------------------------------------------
         command = Signal(8)
-        length = Signal(16)
-        header_index = Signal(2)
-        payload_index = Signal(range(self.max_payload + 1))
-        params = Signal(40)             # the first five payload bytes, byte 0 in bits 0..7; bytes
-                                        # past the payload keep older values, which no command reads
+        # One flag per known command, set with ``command``, so later tests read a single bit.
+        command_is = {c: Signal(name=f"command_is_{c.name.lower()}") for c in Command}
+        length = Signal(range(self.max_payload + 1))
         value_too_large = Signal()      # some payload byte exceeds 2**input_bits - 1
-        byte_in_word = Signal(range(self.word_bytes))
-        word_count = Signal(range(self.max_payload + 1))
+        byte_in_word = Signal(range(word_bytes))
         crc_index = Signal()
+        fetched = Signal()
+        # The first payload bytes shift in from the top, at most five of them, and the first
+        # one is also copied into bits 0..7. So READ_REG and WRITE_REG leave their address in
+        # bits 0..7, WRITE_REG its value in bits 8..39, and WRITE_MASK, which stops after four
+        # bytes, its first word in bits 8..39. Bits 8..39 drive the register bus's write data,
+        # so the mask words are shifted into them as well.
+        params = Signal(40)
 
-        # -- response fields --------------------------------------------------------------------
-        response_code = Signal(8)
-        response_length = Signal(16)
-        value = Signal(32)              # register value, STATUS, or ID of a response
-        result_class = Signal(self.class_bits)
-        result_steps = Signal(8)
-        result_cycles = Signal(32)
-        last_error = Signal(8)
+        # -- response fields ----------------------------------------------------------------------
+        code_shape = range(max(ErrorCode) + 1)
+        response_code = Signal(code_shape)
+        # Payload length of the response: fixed by the command for OK, 0 for an error.
+        response_length = Signal(range(max(protocol.INFO_BYTES, protocol.STATUS_BYTES,
+                                           protocol.INFER_BYTES, 4) + 1))
+        with m.If(response_code == ErrorCode.OK):
+            with m.If(command_is[Command.INFO]):
+                m.d.comb += response_length.eq(protocol.INFO_BYTES)
+            with m.Elif(command_is[Command.STATUS]):
+                m.d.comb += response_length.eq(protocol.STATUS_BYTES)
+            with m.Elif(command_is[Command.INFER]):
+                m.d.comb += response_length.eq(protocol.INFER_BYTES)
+            with m.Else():
+                m.d.comb += response_length.eq(4)
+        last_error = Signal(code_shape)
         error_count = Signal(16)
         frame_count = Signal(16)
 
-        # -- execution counters -----------------------------------------------------------------
-        beat = Signal(range(max(arch.n_in, self.max_payload) + 1))
-        beats_sent = Signal()
-        watchdog = Signal(range(self.cycle_limit + 2))
-        mask_word = Signal(32)
-        mask_byte = Signal(range(self.word_bytes + 1))
-        words_left = Signal(range(self.max_payload + 1))
-        read_pointer = Signal(range(self.max_payload + 1))
+        # -- buffer pointer -----------------------------------------------------------------------
+        # Indexes the request header and payload, the mask words and sample beats read back from
+        # the buffer, and the response header and payload.
+        pointer = Signal(range(max(arch.n_in, self.max_payload, protocol.INFO_BYTES) + 1))
+        pointer_next = Signal.like(pointer)
+        m.d.comb += pointer_next.eq(pointer + 1)
 
-        # A WRITE_MASK fits when its first word lies below ``words`` and its words end there.
-        mask_start = params[0:32]
+        # A WRITE_MASK carries whole words after its first-word field, at least one, and fits
+        # when its first word lies below ``words`` and its words end there. The words are
+        # counted while they arrive, except for 1, 2 or 4 bytes a word, where the count is
+        # ``(length - 4) / word_bytes`` and the 4-byte field is a whole number of words.
+        mask_start = params[8:40]
         address_bits = bit_length(arch.words)
-        mask_end = Signal(max(address_bits, len(word_count)) + 1)
+        word_shift = (word_bytes - 1).bit_length()
+        counting = word_bytes != 1 << word_shift
+        mask_words_valid = Signal()
+        if counting:
+            word_count = Signal(range(self.max_payload + 1))
+            m.d.comb += mask_words_valid.eq((word_count != 0) & (byte_in_word == 0))
+            mask_words, mask_bound = word_count, arch.words
+        else:
+            # ``length >= 4 + word_bytes`` without a carry chain: 4 + word_bytes <= 8.
+            long_enough = (length[3:] != 0) | Cat(*(length[:3] == low
+                                                    for low in range(4 + word_bytes, 8))).any()
+            m.d.comb += mask_words_valid.eq(long_enough & (length[:word_shift] == 0))
+            mask_words, mask_bound = length >> word_shift, arch.words + 4 // word_bytes
+        # Registered, because the payload is complete at least two cycles before CHECK reads it.
+        mask_end = Signal(max(address_bits, len(mask_words)) + 1)
         mask_in_range = Signal()
-        m.d.comb += [
-            mask_end.eq(mask_start[:address_bits] + word_count),
-            mask_in_range.eq((mask_start[address_bits:] == 0) & (mask_end <= arch.words)),
-        ]
+        m.d.comb += mask_end.eq(mask_start[:address_bits] + mask_words)
+        m.d.sync += mask_in_range.eq((mask_start[address_bits:] == 0)
+                                     & ~exceeds(mask_end, mask_bound))
 
         m.d.comb += buf_rd.en.eq(0)      # the read port keeps its data unless a state reads
         m.d.comb += self.out_ready.eq(1)  # a result that arrives after an abort is dropped
         m.d.comb += self.in_data.eq(buf_rd.data[:arch.input_bits])
 
-        def respond(code, length_bytes=0):
-            m.d.sync += [response_code.eq(code), response_length.eq(length_bytes)]
-            m.next = "RESPOND"
-
-        # The register bus is driven from flip-flops, so the core's write checks do not add to
-        # the bridge's decode path: an access reaches the core one cycle after its state.
+        # -- register bus -------------------------------------------------------------------------
+        # The strobes are flip-flops, and the address and the write data are flip-flops through
+        # one multiplexer, so the core's write checks do not add to the bridge's decode path.
+        # The address is a fixed register or the request's address byte, params bits 0..7. The
+        # write data is params bits 8..39, except that a CONTROL write sets bits 0 and 1 from
+        # ``control_bits``. Bits 2..31 of a CONTROL write carry whatever params holds, which
+        # the core ignores.
+        control_write = Signal()
+        control_bits = Signal(2)
+        address_from_params = Signal()
+        fixed_address = Signal(range(max(CoreRegister.ID, CoreRegister.STATUS,
+                                          CoreRegister.CONTROL, CoreRegister.MASK_ADDR,
+                                          CoreRegister.MASK_DATA) + 1))
         m.d.sync += [self.reg_we.eq(0), self.reg_re.eq(0)]
+        m.d.comb += [
+            self.reg_addr.eq(Mux(address_from_params, params[0:8], fixed_address)),
+            self.reg_wdata.eq(Cat(Mux(control_write, control_bits, params[8:10]),
+                                  params[10:40])),
+        ]
 
-        def reg_write(address, data):
-            m.d.sync += [self.reg_we.eq(1), self.reg_addr.eq(address), self.reg_wdata.eq(data)]
+        def set_address(address):
+            # ``None`` selects the address byte of the request.
+            if address is None:
+                m.d.sync += address_from_params.eq(1)
+            else:
+                m.d.sync += [address_from_params.eq(0), fixed_address.eq(address)]
+
+        def reg_write(address, control=None):
+            set_address(address)
+            m.d.sync += [self.reg_we.eq(1), control_write.eq(control is not None)]
+            if control is not None:
+                m.d.sync += control_bits.eq(control)
 
         def reg_read(address):
-            m.d.sync += [self.reg_re.eq(1), self.reg_addr.eq(address)]
+            set_address(address)
+            m.d.sync += self.reg_re.eq(1)
+
+        def respond(code):
+            m.d.sync += response_code.eq(code)
+            m.next = "RESPOND"
 
         def start_frame():
-            m.d.comb += [rx_crc.start.eq(1)]
-            m.d.sync += [command.eq(0), header_index.eq(0), payload_index.eq(0),
-                         value_too_large.eq(0), byte_in_word.eq(0), word_count.eq(0),
-                         crc_index.eq(0)]
+            m.d.comb += crc.start.eq(1)
+            m.d.sync += [command.eq(0), pointer.eq(0), value_too_large.eq(0),
+                         *(flag.eq(0) for flag in command_is.values()),
+                         byte_in_word.eq(0), crc_index.eq(0)]
+            if counting:
+                m.d.sync += word_count.eq(0)
             m.next = "HEADER"
 
-        with m.FSM():
-            # -- frame reception ----------------------------------------------------------------
+        with m.FSM() as fsm:
+            m.d.comb += self.busy.eq(~fsm.ongoing("IDLE"))
+
+            # -- frame reception ------------------------------------------------------------------
             with m.State("IDLE"):
                 with m.If(self.rx_valid & (self.rx_data == protocol.REQUEST_START)):
                     start_frame()
                 with m.Elif(byte_seen):
-                    m.d.sync += command.eq(0)
+                    m.d.sync += [command.eq(0), *(flag.eq(0) for flag in command_is.values())]
                     m.next = "JUNK"
 
             with m.State("JUNK"):
-                m.d.comb += self.busy.eq(1)
                 with m.If(self.rx_valid & (self.rx_data == protocol.REQUEST_START)):
                     start_frame()
                 with m.Elif(quiet):
                     respond(ErrorCode.SYNC)
 
             with m.State("HEADER"):
-                m.d.comb += self.busy.eq(1)
                 with m.If(self.rx_error):
                     m.d.sync += response_code.eq(ErrorCode.UART)
                     m.next = "DISCARD"
                 with m.Elif(self.rx_valid):
-                    m.d.comb += rx_crc.valid.eq(1)
-                    m.d.sync += header_index.eq(header_index + 1)
-                    with m.Switch(header_index):
+                    m.d.comb += crc.valid.eq(1)
+                    m.d.sync += pointer.eq(pointer_next)
+                    with m.Switch(pointer[:2]):
                         with m.Case(0):
                             m.d.sync += command.eq(self.rx_data)
+                            for c, flag in command_is.items():
+                                m.d.sync += flag.eq(self.rx_data == c)
                         with m.Case(1):
-                            m.d.sync += length[0:8].eq(self.rx_data)
+                            m.d.sync += length.eq(self.rx_data)
                         with m.Case(2):
-                            m.d.sync += length[8:16].eq(self.rx_data)
+                            m.d.sync += [length[8:].eq(self.rx_data), pointer.eq(0)]
                             full_length = Cat(length[0:8], self.rx_data)
-                            with m.If(full_length > self.max_payload):
+                            with m.If(exceeds(full_length, self.max_payload)):
                                 m.d.sync += response_code.eq(ErrorCode.LENGTH)
                                 m.next = "DISCARD"
                             with m.Elif(full_length == 0):
@@ -266,38 +352,38 @@ class Bridge(wiring.Component):
                     respond(ErrorCode.TIMEOUT)
 
             with m.State("PAYLOAD"):
-                m.d.comb += self.busy.eq(1)
-                m.d.comb += [buf_wr.addr.eq(payload_index), buf_wr.data.eq(self.rx_data)]
+                m.d.comb += [buf_wr.addr.eq(pointer), buf_wr.data.eq(self.rx_data)]
                 with m.If(self.rx_error):
                     m.d.sync += response_code.eq(ErrorCode.UART)
                     m.next = "DISCARD"
                 with m.Elif(self.rx_valid):
-                    m.d.comb += [rx_crc.valid.eq(1), buf_wr.en.eq(1)]
-                    m.d.sync += payload_index.eq(payload_index + 1)
-                    with m.Switch(payload_index):
-                        for n in range(5):
-                            with m.Case(n):
-                                m.d.sync += params[8 * n:8 * n + 8].eq(self.rx_data)
+                    m.d.comb += [crc.valid.eq(1), buf_wr.en.eq(1)]
+                    m.d.sync += pointer.eq(pointer_next)
+                    with m.If((pointer[2:] == 0)
+                              | ((pointer == 4) & ~command_is[Command.WRITE_MASK])):
+                        m.d.sync += params.eq(Cat(params[8:], self.rx_data))
+                    with m.If(pointer == 0):
+                        m.d.sync += params[0:8].eq(self.rx_data)
                     if arch.input_bits < 8:
                         with m.If(self.rx_data[arch.input_bits:] != 0):
                             m.d.sync += value_too_large.eq(1)
-                    with m.If(payload_index >= 4):
-                        with m.If(byte_in_word == self.word_bytes - 1):
-                            m.d.sync += [byte_in_word.eq(0), word_count.eq(word_count + 1)]
-                        with m.Else():
-                            m.d.sync += byte_in_word.eq(byte_in_word + 1)
-                    with m.If(payload_index == length - 1):
+                    if counting:
+                        with m.If(pointer[2:] != 0):
+                            with m.If(byte_in_word == word_bytes - 1):
+                                m.d.sync += [byte_in_word.eq(0), word_count.eq(word_count + 1)]
+                            with m.Else():
+                                m.d.sync += byte_in_word.eq(byte_in_word + 1)
+                    with m.If(pointer_next == length):
                         m.next = "CRC"
                 with m.Elif(quiet):
                     respond(ErrorCode.TIMEOUT)
 
             with m.State("CRC"):
-                m.d.comb += self.busy.eq(1)
                 with m.If(self.rx_error):
                     m.d.sync += response_code.eq(ErrorCode.UART)
                     m.next = "DISCARD"
                 with m.Elif(self.rx_valid):
-                    m.d.comb += rx_crc.valid.eq(1)
+                    m.d.comb += crc.valid.eq(1)
                     m.d.sync += crc_index.eq(1)
                     with m.If(crc_index == 1):
                         m.next = "CHECK"
@@ -307,231 +393,167 @@ class Bridge(wiring.Component):
             with m.State("DISCARD"):
                 # Drop bytes until the line is quiet, then report the error kept in
                 # response_code: the rest of the frame cannot be trusted to find its end.
-                m.d.comb += self.busy.eq(1)
                 with m.If(quiet):
                     respond(response_code)
 
-            # -- validation ---------------------------------------------------------------------
+            # -- validation; INFO, STATUS and READ_REG read one register --------------------------
             with m.State("CHECK"):
-                m.d.comb += self.busy.eq(1)
-                with m.If(~rx_crc.match_detected):
+                with m.If(~crc.match_detected):
                     respond(ErrorCode.CRC)
                 with m.Else():
-                    with m.Switch(command):
-                        with m.Case(Command.INFO, Command.STATUS):
-                            with m.If(length != 0):
-                                respond(ErrorCode.LENGTH)
-                            with m.Elif(command == Command.INFO):
-                                m.next = "INFO"
-                            with m.Else():
-                                m.next = "STATUS"
-                        with m.Case(Command.READ_REG):
-                            with m.If(length != 1):
+                    # The value of a register read here is valid two cycles later, long before
+                    # the response payload is sent.
+                    reads = [(Command.INFO, 0, CoreRegister.ID),
+                             (Command.STATUS, 0, CoreRegister.STATUS),
+                             (Command.READ_REG, 1, None)]
+                    for index, (read_command, read_length, address) in enumerate(reads):
+                        with (m.If if index == 0 else m.Elif)(command_is[read_command]):
+                            with m.If(length != read_length):
                                 respond(ErrorCode.LENGTH)
                             with m.Else():
-                                m.next = "READ_REG"
-                        with m.Case(Command.WRITE_REG):
-                            with m.If(length != 5):
-                                respond(ErrorCode.LENGTH)
-                            with m.Else():
-                                m.next = "WRITE_CLEAR"
-                        with m.Case(Command.WRITE_MASK):
-                            with m.If((word_count == 0) | (byte_in_word != 0)):
-                                respond(ErrorCode.LENGTH)
-                            with m.Else():
-                                m.next = "MASK_RANGE"
-                        with m.Case(Command.INFER):
-                            with m.If(length != arch.n_in):
-                                respond(ErrorCode.LENGTH)
-                            with m.Elif(value_too_large):
-                                respond(ErrorCode.VALUE)
-                            with m.Else():
-                                m.d.sync += [beat.eq(0), beats_sent.eq(0), watchdog.eq(0)]
-                                m.next = "SAMPLE_LOAD"
-                        with m.Default():
-                            respond(ErrorCode.COMMAND)
+                                reg_read(address)
+                                respond(ErrorCode.OK)
+                    with m.Elif(command_is[Command.WRITE_REG]):
+                        with m.If(length != 5):
+                            respond(ErrorCode.LENGTH)
+                        with m.Else():
+                            reg_write(CoreRegister.CONTROL, CoreRegister.CONTROL_CLEAR_STICKY)
+                            m.next = "WRITE"
+                    with m.Elif(command_is[Command.WRITE_MASK]):
+                        with m.If(~mask_words_valid):
+                            respond(ErrorCode.LENGTH)
+                        with m.Elif(~mask_in_range):
+                            respond(ErrorCode.VALUE)
+                        with m.Else():
+                            reg_write(CoreRegister.CONTROL, CoreRegister.CONTROL_CLEAR_STICKY)
+                            m.next = "MASK_ADDR"
+                    with m.Elif(command_is[Command.INFER]):
+                        with m.If(length != arch.n_in):
+                            respond(ErrorCode.LENGTH)
+                        with m.Elif(value_too_large):
+                            respond(ErrorCode.VALUE)
+                        with m.Else():
+                            m.d.sync += [pointer.eq(0), timer.eq(0)]
+                            m.next = "SAMPLE_LOAD"
+                    with m.Else():
+                        respond(ErrorCode.COMMAND)
 
-            # -- INFO, STATUS, READ_REG: one register read ----------------------------------------
-            with m.State("INFO"):
-                m.d.comb += self.busy.eq(1)
-                reg_read(CoreRegister.ID)
-                m.next = "INFO_WAIT"
-            with m.State("INFO_WAIT"):
-                m.d.comb += self.busy.eq(1)
-                m.next = "INFO_CAPTURE"
-            with m.State("INFO_CAPTURE"):
-                m.d.comb += self.busy.eq(1)
-                m.d.sync += value.eq(self.reg_rdata)
-                respond(ErrorCode.OK, protocol.INFO_BYTES)
-
-            with m.State("STATUS"):
-                m.d.comb += self.busy.eq(1)
-                reg_read(CoreRegister.STATUS)
-                m.next = "STATUS_WAIT"
-            with m.State("STATUS_WAIT"):
-                m.d.comb += self.busy.eq(1)
-                m.next = "STATUS_CAPTURE"
-            with m.State("STATUS_CAPTURE"):
-                m.d.comb += self.busy.eq(1)
-                m.d.sync += value.eq(self.reg_rdata)
-                respond(ErrorCode.OK, protocol.STATUS_BYTES)
-
-            with m.State("READ_REG"):
-                m.d.comb += self.busy.eq(1)
-                reg_read(params[0:8])
-                m.next = "READ_WAIT"
-            with m.State("READ_WAIT"):
-                m.d.comb += self.busy.eq(1)
-                m.next = "READ_CAPTURE"
-            with m.State("READ_CAPTURE"):
-                m.d.comb += self.busy.eq(1)
-                m.d.sync += value.eq(self.reg_rdata)
-                respond(ErrorCode.OK, 4)
-
-            # -- WRITE_REG: clear the sticky flags, write, read STATUS back -----------------------
-            with m.State("WRITE_CLEAR"):
-                m.d.comb += self.busy.eq(1)
-                reg_write(CoreRegister.CONTROL, CoreRegister.CONTROL_CLEAR_STICKY)
-                m.next = "WRITE"
+            # -- WRITE_REG: write, then read STATUS back -----------------------------------------
             with m.State("WRITE"):
-                m.d.comb += self.busy.eq(1)
-                reg_write(params[0:8], params[8:40])
+                reg_write(None)
                 m.next = "WRITE_STATUS"
             with m.State("WRITE_STATUS"):
-                m.d.comb += self.busy.eq(1)
                 reg_read(CoreRegister.STATUS)
                 m.next = "WRITE_WAIT"
             with m.State("WRITE_WAIT"):
-                m.d.comb += self.busy.eq(1)
                 m.next = "WRITE_CAPTURE"
             with m.State("WRITE_CAPTURE"):
-                m.d.comb += self.busy.eq(1)
-                m.d.sync += value.eq(self.reg_rdata)
                 with m.If(self.reg_rdata & CoreRegister.STATUS_WRITE_REJECTED):
                     respond(ErrorCode.REJECTED)
                 with m.Else():
-                    respond(ErrorCode.OK, 4)
+                    respond(ErrorCode.OK)
 
             # -- WRITE_MASK: MASK_ADDR, then one MASK_DATA write per word ------------------------
-            with m.State("MASK_RANGE"):
-                m.d.comb += self.busy.eq(1)
-                with m.If(~mask_in_range):
-                    respond(ErrorCode.VALUE)
-                with m.Else():
-                    m.d.sync += [words_left.eq(word_count), read_pointer.eq(4)]
-                    m.next = "MASK_CLEAR"
-            with m.State("MASK_CLEAR"):
-                m.d.comb += self.busy.eq(1)
-                reg_write(CoreRegister.CONTROL, CoreRegister.CONTROL_CLEAR_STICKY)
-                m.next = "MASK_ADDR"
             with m.State("MASK_ADDR"):
-                m.d.comb += self.busy.eq(1)
-                reg_write(CoreRegister.MASK_ADDR, mask_start)
-                m.d.sync += mask_byte.eq(0)
+                reg_write(CoreRegister.MASK_ADDR)
+                m.d.sync += pointer.eq(4)
                 m.next = "MASK_READ"
             with m.State("MASK_READ"):
-                m.d.comb += self.busy.eq(1)
-                m.d.comb += [buf_rd.addr.eq(read_pointer), buf_rd.en.eq(1)]
-                m.d.sync += [read_pointer.eq(read_pointer + 1), mask_byte.eq(mask_byte + 1)]
+                m.d.comb += [buf_rd.addr.eq(pointer), buf_rd.en.eq(1)]
+                m.d.sync += pointer.eq(pointer_next)
                 m.next = "MASK_SHIFT"
             with m.State("MASK_SHIFT"):
-                m.d.comb += self.busy.eq(1)
-                # Bytes arrive least significant first; shift each in from the top.
-                shifted = Cat(mask_word[8:8 * self.word_bytes], buf_rd.data)
-                m.d.sync += mask_word.eq(shifted)
-                with m.If(mask_byte == self.word_bytes):
-                    m.next = "MASK_DATA"
+                # Bytes arrive least significant first; each shifts in from the top of the word.
+                # Bits of the last byte past ``lanes`` are dropped.
+                word_bits = 8 * word_bytes
+                incoming = Signal(8)
+                m.d.comb += incoming.eq(buf_rd.data)
+                top_bits = arch.lanes - 8 * (word_bytes - 1)
+                if top_bits < 8:
+                    with m.If(byte_in_word == word_bytes - 1):
+                        m.d.comb += incoming[top_bits:].eq(0)
+                # The MASK_ADDR write took its data in the previous cycle, so the start word's
+                # bits above the mask word can be cleared now.
+                m.d.sync += params[8:40].eq(Cat(params[16:8 + word_bits], incoming))
+                with m.If(byte_in_word == word_bytes - 1):
+                    m.d.sync += byte_in_word.eq(0)
+                    reg_write(CoreRegister.MASK_DATA)
+                    with m.If(pointer == length):
+                        m.next = "WRITE_STATUS"
+                    with m.Else():
+                        m.next = "MASK_READ"
                 with m.Else():
-                    m.next = "MASK_READ"
-            with m.State("MASK_DATA"):
-                m.d.comb += self.busy.eq(1)
-                reg_write(CoreRegister.MASK_DATA, mask_word[:arch.lanes])
-                m.d.sync += [words_left.eq(words_left - 1), mask_byte.eq(0)]
-                with m.If(words_left == 1):
-                    m.next = "WRITE_STATUS"
-                with m.Else():
+                    m.d.sync += byte_in_word.eq(byte_in_word + 1)
                     m.next = "MASK_READ"
 
             # -- INFER: stream the sample, wait for the result ----------------------------------
             with m.State("SAMPLE_LOAD"):
-                m.d.comb += self.busy.eq(1)
-                m.d.comb += [buf_rd.addr.eq(beat), buf_rd.en.eq(1)]
-                m.d.sync += watchdog.eq(watchdog + 1)
+                m.d.comb += [executing.eq(1), buf_rd.addr.eq(pointer), buf_rd.en.eq(1)]
                 m.next = "SAMPLE_SEND"
             with m.State("SAMPLE_SEND"):
-                m.d.comb += [self.busy.eq(1), self.in_valid.eq(1)]
-                m.d.sync += watchdog.eq(watchdog + 1)
+                m.d.comb += [executing.eq(1), self.in_valid.eq(1)]
                 with m.If(self.in_ready):
-                    m.d.sync += [beat.eq(beat + 1), beats_sent.eq(1)]
-                    with m.If(beat == arch.n_in - 1):
-                        m.d.sync += watchdog.eq(0)
+                    m.d.sync += pointer.eq(pointer_next)
+                    with m.If(pointer == arch.n_in - 1):
+                        m.d.sync += timer.eq(0)
                         m.next = "RESULT"
                     with m.Else():
                         m.next = "SAMPLE_LOAD"
-                with m.Elif(watchdog >= self.cycle_limit):
-                    with m.If(beats_sent):
-                        m.next = "ABORT"
+                with m.Elif(core_late):
+                    with m.If(pointer != 0):
+                        reg_write(CoreRegister.CONTROL, CoreRegister.CONTROL_ABORT)
+                        respond(ErrorCode.CORE_TIMEOUT)
                     with m.Else():
                         respond(ErrorCode.NOT_READY)
             with m.State("RESULT"):
-                m.d.comb += self.busy.eq(1)
-                m.d.sync += watchdog.eq(watchdog + 1)
+                m.d.comb += executing.eq(1)
                 with m.If(self.out_valid):
-                    m.d.sync += [result_class.eq(self.out_class), result_steps.eq(self.out_steps),
-                                 result_cycles.eq(self.out_cycles),
-                                 self.last_class.eq(self.out_class)]
-                    respond(ErrorCode.OK, protocol.INFER_BYTES)
-                with m.Elif(watchdog >= self.cycle_limit):
-                    m.next = "ABORT"
-            with m.State("ABORT"):
-                m.d.comb += self.busy.eq(1)
-                reg_write(CoreRegister.CONTROL, CoreRegister.CONTROL_ABORT)
-                respond(ErrorCode.CORE_TIMEOUT)
+                    # The response reads the result from the core's outputs, which hold it
+                    # until the next sample.
+                    m.d.sync += self.last_class.eq(self.out_class)
+                    respond(ErrorCode.OK)
+                with m.Elif(core_late):
+                    reg_write(CoreRegister.CONTROL, CoreRegister.CONTROL_ABORT)
+                    respond(ErrorCode.CORE_TIMEOUT)
 
-            # -- response -----------------------------------------------------------------------
+            # -- response -------------------------------------------------------------------------
             with m.State("RESPOND"):
-                m.d.comb += self.busy.eq(1)
-                m.d.comb += tx_crc.start.eq(1)
-                m.d.sync += payload_index.eq(0)
-                with m.If(response_code != ErrorCode.OK):
-                    m.d.sync += response_length.eq(0)
-                m.next = "SEND_START"
-
-            with m.State("SEND_START"):
-                m.d.comb += [self.busy.eq(1), self.tx.valid.eq(1),
-                             self.tx.payload.eq(protocol.RESPONSE_START)]
-                with m.If(self.tx.ready):
-                    m.d.sync += header_index.eq(0)
-                    m.next = "SEND_HEADER"
+                m.d.comb += crc.start.eq(1)
+                m.d.sync += pointer.eq(0)
+                m.next = "SEND_HEADER"
             with m.State("SEND_HEADER"):
-                m.d.comb += [self.busy.eq(1), self.tx.valid.eq(1)]
-                header = Array([command, response_code, response_length[0:8], response_length[8:16]])
-                m.d.comb += [self.tx.payload.eq(header[header_index]),
-                             tx_crc.data.eq(header[header_index])]
+                header = Array([C(protocol.RESPONSE_START, 8), command, response_code,
+                                response_length, C(0, 8)])
+                m.d.comb += [self.tx.valid.eq(1), self.tx.payload.eq(header[pointer[:3]]),
+                             crc.data.eq(self.tx.payload)]
                 with m.If(self.tx.ready):
-                    m.d.comb += tx_crc.valid.eq(1)
-                    m.d.sync += header_index.eq(header_index + 1)
-                    with m.If(header_index == 3):
+                    m.d.comb += crc.valid.eq(pointer[:3] != 0)
+                    m.d.sync += pointer.eq(pointer_next)
+                    with m.If(pointer[:3] == 4):
+                        m.d.sync += [pointer.eq(0), crc_index.eq(0), fetched.eq(0)]
                         with m.If(response_length == 0):
-                            m.d.sync += crc_index.eq(0)
                             m.next = "SEND_CRC"
                         with m.Else():
                             m.next = "SEND_PAYLOAD"
             with m.State("SEND_PAYLOAD"):
-                m.d.comb += [self.busy.eq(1), self.tx.valid.eq(1)]
-                payload_byte = self._payload_byte(m, command, payload_index, value, result_class,
-                                                  result_steps, result_cycles, last_error,
-                                                  error_count, frame_count)
-                m.d.comb += [self.tx.payload.eq(payload_byte), tx_crc.data.eq(payload_byte)]
-                with m.If(self.tx.ready):
-                    m.d.comb += tx_crc.valid.eq(1)
-                    m.d.sync += payload_index.eq(payload_index + 1)
-                    with m.If(payload_index == response_length - 1):
-                        m.d.sync += crc_index.eq(0)
+                # The buffer returns the INFO byte at ``pointer`` one cycle after the address,
+                # so a byte is offered only from the second cycle after the pointer moved.
+                m.d.comb += [buf_rd.addr.eq(Cat(pointer[:5], C(info_base >> 5))),
+                             buf_rd.en.eq(1)]
+                m.d.sync += fetched.eq(1)
+                info_byte = Mux(command_is[Command.INFO], buf_rd.data, 0)
+                payload_byte = self._payload_byte(m, command_is, pointer, last_error, error_count,
+                                                  frame_count) | info_byte
+                m.d.comb += [self.tx.valid.eq(fetched), self.tx.payload.eq(payload_byte),
+                             crc.data.eq(payload_byte)]
+                with m.If(self.tx.ready & fetched):
+                    m.d.comb += crc.valid.eq(1)
+                    m.d.sync += [pointer.eq(pointer_next), fetched.eq(0)]
+                    with m.If(pointer_next == response_length):
                         m.next = "SEND_CRC"
             with m.State("SEND_CRC"):
-                m.d.comb += [self.busy.eq(1), self.tx.valid.eq(1)]
-                m.d.comb += self.tx.payload.eq(Mux(crc_index, tx_crc.crc[0:8], tx_crc.crc[8:16]))
+                m.d.comb += [self.tx.valid.eq(1),
+                             self.tx.payload.eq(Mux(crc_index, crc.crc[0:8], crc.crc[8:16]))]
                 with m.If(self.tx.ready):
                     m.d.sync += crc_index.eq(1)
                     with m.If(crc_index == 1):
@@ -545,33 +567,54 @@ class Bridge(wiring.Component):
 
         return m
 
-    def _payload_byte(self, m, command, index, value, result_class, result_steps, result_cycles,
-                      last_error, error_count, frame_count) -> Signal:
-        """Return the response payload byte ``index`` of the OK response to ``command``."""
+    def _payload_byte(self, m, command_is, index, last_error, error_count,
+                      frame_count) -> Signal:
+        """Return the response payload byte ``index`` of the OK response to the command whose
+        flag in ``command_is`` is set.
+
+        Register values come from ``reg_rdata`` and results from the core's result outputs,
+        both held by the core until the next register read or sample.
+        """
+        def fields(*pairs):
+            # (name, signal) pairs to a list of (key, byte) per payload byte, little-endian.
+            out = []
+            for name, signal, count in pairs:
+                for i in range(count):
+                    part = signal.as_unsigned()[8 * i:8 * i + 8] if 8 * i < len(signal) else None
+                    out.append(((name, i), part))
+            return out
+
+        reg = fields(("value", self.reg_rdata, 4))
+        tables = {
+            Command.INFO: [(None, None)] + reg + [(None, None)] * (protocol.INFO_BYTES - 5),
+            Command.STATUS: reg + fields(("last_error", last_error, 1),
+                                         ("errors", error_count, 2), ("frames", frame_count, 2)),
+            Command.INFER: fields(("class", self.out_class, 2), ("steps", self.out_steps, 1),
+                                  ("cycles", self.out_cycles, 4)),
+            None: reg,
+        }
+        is_command = command_is
+        other = (command_is[Command.READ_REG] | command_is[Command.WRITE_REG]
+                 | command_is[Command.WRITE_MASK])
+
+        # Each source byte is selected by the (command, index) pairs where it appears.
+        selects = {}
+        parts = {}
+        for key, table in tables.items():
+            group = is_command[key] if key is not None else other
+            for i, (name, part) in enumerate(table):
+                if part is None:
+                    continue
+                selects.setdefault(name, []).append(group & (index == i))
+                parts[name] = part
+        terms = []
+        for name, conditions in selects.items():
+            select = Signal(name=f"payload_{name[0]}_{name[1]}")
+            m.d.comb += select.eq(Cat(*conditions).any())
+            terms.append(Mux(select, parts[name], 0))
         byte = Signal(8)
-
-        def as_bytes(signal, count):
-            return [signal.as_unsigned()[8 * i:8 * i + 8] if 8 * i < len(signal) else C(0, 8)
-                    for i in range(count)]
-
-        info_bytes = [C(b, 8) for b in self.info.pack()]
-        info_bytes[1:5] = as_bytes(value, 4)  # core_id comes from the ID register
-        infer_bytes = (as_bytes(result_class, 2) + as_bytes(result_steps, 1)
-                       + as_bytes(result_cycles, 4))
-        status_bytes = (as_bytes(value, 4) + as_bytes(last_error, 1) + as_bytes(error_count, 2)
-                        + as_bytes(frame_count, 2))
-
-        def select(table):
-            with m.If(index < len(table)):
-                m.d.comb += byte.eq(Array(table)[index[:bit_length(len(table) - 1) or 1]])
-
-        with m.Switch(command):
-            with m.Case(Command.INFO):
-                select(info_bytes)
-            with m.Case(Command.STATUS):
-                select(status_bytes)
-            with m.Case(Command.INFER):
-                select(infer_bytes)
-            with m.Default():
-                select(as_bytes(value, 4))
+        result = terms[0]
+        for term in terms[1:]:
+            result = result | term
+        m.d.comb += byte.eq(result)
         return byte

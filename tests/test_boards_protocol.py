@@ -290,7 +290,8 @@ def run_link(script, *, core: CoreModel | None = None, cycle_limit: int = 600):
     """Simulate a SerialBridge with ``core`` behind it; ``script(ctx, link)`` talks to it through
     the returned ``Link`` helper. Return the core model."""
     core = core or CoreModel(ARCH)
-    bridge = Bridge(ARCH, bridge_info(ARCH), timeout_cycles=TIMEOUT_CYCLES, cycle_limit=cycle_limit)
+    arch = core.arch
+    bridge = Bridge(arch, bridge_info(arch), timeout_cycles=TIMEOUT_CYCLES, cycle_limit=cycle_limit)
     dut = SerialBridge(bridge, DIVISOR)
     sim = Simulator(dut)
     sim.add_clock(1e-6)
@@ -456,13 +457,48 @@ def test_bridge_rejects_corrupt_frames_and_recovers():
 
 def test_bridge_aborts_hung_inference():
     async def script(ctx, link, dut):
-        r = await link.request(ctx, Command.INFER, bytes(6))
+        r = await link.request(ctx, Command.INFER, bytes([9, 8, 7, 6, 5, 4]))
         assert r.error is ErrorCode.CORE_TIMEOUT
         r = await link.request(ctx, Command.STATUS)
         assert protocol.Status.unpack(r.payload).busy is False
 
     core = run_link(script, core=CoreModel(ARCH, hang=True), cycle_limit=500)
-    assert (CoreRegister.CONTROL, CoreRegister.CONTROL_ABORT) in core.writes
+    # Bits 2..31 of a CONTROL write carry leftover payload bits, which the core ignores.
+    control_writes = [data & 0b11 for address, data in core.writes
+                      if address == CoreRegister.CONTROL]
+    assert CoreRegister.CONTROL_ABORT in control_writes
+
+
+@pytest.mark.parametrize("lanes", [12, 24, 32])
+def test_bridge_writes_multi_byte_mask_words(lanes):
+    arch = ArchParams(sizes=(6, lanes, 4), lanes=lanes, input_bits=4, timesteps=8)
+    word_bytes = protocol.mask_word_bytes(lanes)
+    words = [(0x9A5C3E1 * (i + 1)) & ((1 << lanes) - 1) for i in range(3)]
+
+    async def script(ctx, link, dut):
+        r = await link.request(ctx, Command.WRITE_MASK,
+                               struct.pack("<I", 2) + protocol.pack_mask_words(words, lanes))
+        assert r.error is None
+        # Bits past ``lanes`` in the last byte of a word are dropped.
+        r = await link.request(ctx, Command.WRITE_MASK,
+                               struct.pack("<I", 7) + b"\xff" * word_bytes)
+        assert r.error is None
+        r = await link.request(ctx, Command.WRITE_MASK,
+                               struct.pack("<I", 9) + b"\x01" * (word_bytes + 1))
+        assert r.error is ErrorCode.LENGTH               # not a whole number of words
+        r = await link.request(ctx, Command.WRITE_MASK, struct.pack("<I", 9))
+        assert r.error is ErrorCode.LENGTH               # no word at all
+        r = await link.request(ctx, Command.WRITE_MASK,
+                               struct.pack("<I", arch.words - 1) + bytes(2 * word_bytes))
+        assert r.error is ErrorCode.VALUE                # one word past the memory
+        r = await link.request(ctx, Command.WRITE_MASK,
+                               struct.pack("<I", arch.words - 2) + bytes(2 * word_bytes))
+        assert r.error is None                           # ends at the last word
+
+    core = run_link(script, core=CoreModel(arch))
+    assert core.mask[2:5] == words
+    assert core.mask[7] == (1 << lanes) - 1
+    assert core.mask[9] == 0
 
 
 def test_bridge_elaborates_for_wide_words():
