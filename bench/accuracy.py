@@ -8,7 +8,6 @@ Every function takes only picklable arguments and returns plain dictionaries.
 
 from __future__ import annotations
 
-from dataclasses import replace
 from pathlib import Path
 
 import numpy as np
@@ -16,29 +15,13 @@ import numpy as np
 from gen.config import Config
 from sw_model.spec import ArchParams
 from sw_model.studies import StudyConfig, run_study
-from sw_model.train import TrainConfig, as_dataset
+from sw_model.train import as_dataset
 
 
 def load_splits(path: Path) -> dict[str, np.ndarray]:
     """Read the ``data.npz`` the pipeline's data stage wrote."""
     with np.load(path) as archive:
         return {name: archive[name] for name in archive.files}
-
-
-def train_config(config: Config) -> TrainConfig:
-    """Return the training settings of ``config``, filled as the pipeline's train stage fills
-    them, with the configured thresholds when the configuration fixes any.
-
-    Keys left unset (None) keep the defaults of ``TrainConfig``.
-    """
-    t = config["training"]
-    options = {key: t[key] for key in ("keep_fraction", "epochs", "batch_size", "learning_rate")
-               if t[key] is not None}
-    options.update(t["options"])
-    cfg = TrainConfig(**options)
-    if config["network"]["thresholds"]:
-        cfg = replace(cfg, thresholds=tuple(config["network"]["thresholds"]))
-    return cfg
 
 
 def study_part(config: Config, arch: ArchParams, data_path: Path, *,
@@ -54,7 +37,7 @@ def study_part(config: Config, arch: ArchParams, data_path: Path, *,
                         noise_repeats=noise_repeats,
                         max_drop=config["early_stop"]["max_accuracy_drop"], seed=config.seed,
                         baselines=baselines)
-    return run_study(arch, data, train_config(config), study)
+    return run_study(arch, data, config.train_config(), study)
 
 
 def merge_parts(parts: list[dict]) -> dict:

@@ -192,7 +192,7 @@ def run(settings: BenchSettings, out_dir: Path, work_dir: Path, *, argv: list[st
         done = _collect(futures, parallel_start, seconds)
 
     golden_stage = default.results["golden"]
-    training = accuracy.train_config(config)
+    training = config.train_config()
     default_fraction = training.keep_fraction
     study = accuracy.merge_parts([done[k] for k in done if k.startswith("study ")])
     same_model = accuracy.row_of(study, "prime", default_fraction)

@@ -10,7 +10,7 @@ import json
 import tomllib
 from dataclasses import dataclass, field
 from pathlib import Path
-from typing import Any
+from typing import TYPE_CHECKING, Any
 
 from sw_model.model import validate_arch
 from sw_model.spec import (
@@ -21,6 +21,9 @@ from sw_model.spec import (
     WEIGHT_SOURCES,
     ArchParams,
 )
+
+if TYPE_CHECKING:
+    from sw_model.train import TrainConfig
 
 DATASETS = ("digits", "mnist", "nmnist")
 SIMULATORS = ("verilator", "icarus")
@@ -154,6 +157,30 @@ class Config:
             weight_source=self.values["hardware"]["weight_source"],
             encoding="binary" if self.values["data"]["dataset"] == "nmnist" else "rate",
         )
+
+    def train_config(self) -> TrainConfig:
+        """Return the ``sw_model.train.TrainConfig`` of the [training] section.
+
+        Keys left unset (None) keep the defaults of ``TrainConfig``, ``options`` fills its
+        other fields, and [network] thresholds, when given, replace the default threshold rule.
+        Raises ConfigError when ``options`` names a field ``TrainConfig`` does not have.
+        """
+        # sw_model.train imports torch, which loading or validating a configuration never needs.
+        from sw_model.train import TrainConfig  # noqa: F811
+
+        training = self.values["training"]
+        options = {key: training[key]
+                   for key in ("keep_fraction", "epochs", "batch_size", "learning_rate")
+                   if training[key] is not None}
+        options.update(training["options"])
+        thresholds = self.values["network"]["thresholds"]
+        if thresholds:
+            options["thresholds"] = tuple(thresholds)
+        try:
+            return TrainConfig(**options)
+        except TypeError as error:
+            raise ConfigError(f"[training] options: {error}. See sw_model.train.TrainConfig for "
+                              f"the accepted names") from None
 
     def canonical(self, *sections: str) -> str:
         """Return the named sections (all when none) as canonical JSON, for cache keys."""

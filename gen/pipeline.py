@@ -137,22 +137,12 @@ class Pipeline:
 
     def stage_train(self) -> dict:
         def body():
-            from sw_model.train import TrainConfig, train_topology
+            from sw_model.train import train_topology
             data = self.results["data"]
             arch = self.config.arch(data["n_in"], data["n_classes"])
-            t = self.config["training"]
-            net = self.config["network"]
-            options = {key: t[key] for key in ("keep_fraction", "epochs", "batch_size",
-                                                "learning_rate") if t[key] is not None}
-            options.update(t["options"])
-            try:
-                train_cfg = TrainConfig(**options)
-            except TypeError as error:
-                raise PipelineError(f"[training] options: {error}; see sw_model.train.TrainConfig "
-                                    f"for the accepted names") from None
+            train_cfg = self.config.train_config()
             splits = self._splits()
-            outcome = train_topology(arch, splits, train_cfg, seed=self.config.seed,
-                                     thresholds=net["thresholds"] or None)
+            outcome = train_topology(arch, splits, train_cfg, seed=self.config.seed)
             path = self.out / "train.npz"
             arrays = {f"mask_{k}": m for k, m in enumerate(outcome.masks)}
             np.savez_compressed(path, thresholds=np.array(outcome.thresholds), **arrays)

@@ -73,3 +73,23 @@ def test_invalid_toml_is_reported(tmp_path):
     bad.write_text("[network\n")
     with pytest.raises(ConfigError, match="is not valid TOML"):
         load_config(bad)
+
+
+def test_train_config_from_training_section():
+    from sw_model.train import TrainConfig
+
+    default = parse_config({}, Path("x.toml")).train_config()
+    assert default == TrainConfig()
+    document = {"training": {"epochs": 7, "options": {"momentum": 0.8}},
+                "network": {"thresholds": [12]}}
+    config = parse_config(document, Path("x.toml")).train_config()
+    assert config.epochs == 7
+    assert config.momentum == 0.8
+    assert config.thresholds == (12,)
+    assert config.keep_fraction == TrainConfig().keep_fraction
+
+
+def test_train_config_rejects_unknown_option():
+    config = parse_config({"training": {"options": {"epoch": 3}}}, Path("x.toml"))
+    with pytest.raises(ConfigError, match=r"\[training\] options: .*'epoch'"):
+        config.train_config()
