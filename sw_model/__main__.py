@@ -27,10 +27,6 @@ log = logging.getLogger("sw_model")
 
 DEFAULT_HIDDEN = 128
 DEFAULT_TRAIN_CONFIG = TrainConfig()
-# Trained-weight baseline: weights in integer units need larger steps than scores. On the digits
-# (64-128-10, one run each) these settings reached 97.6% with 4-bit QAT weights, against 96.4%
-# to 96.9% with the PRIME settings or with Adam.
-DEFAULT_WEIGHT_CONFIG = TrainConfig(learning_rate=1.0, logit_scale=1.0)
 # Early-stop calibration budget: half of a 0.5-point target, because the test split measures the
 # drop with a sampling error of its own. On five digits models (hidden 128 and 256) the test drop
 # then stayed within 0.44 points, while 0.005 lost up to 0.89 points on one of them.
@@ -171,9 +167,7 @@ def _command_study(args: argparse.Namespace) -> dict:
     study = StudyConfig(keep_fractions=tuple(args.keep_fractions),
                         noise_levels=tuple(args.noise_levels), noise_repeats=args.noise_repeats,
                         max_drop=args.max_drop, seed=args.seed, baselines=not args.no_baselines)
-    weight_cfg = replace(DEFAULT_WEIGHT_CONFIG, epochs=args.epochs,
-                         thresholds=tuple(args.thresholds) if args.thresholds else None)
-    report = run_study(arch, data, _train_config(args), study, weight_cfg)
+    report = run_study(arch, data, _train_config(args), study)
     json_path, markdown_path = write_report(report, args.out)
     log.info("study written to %s and %s", json_path, markdown_path)
     return report

@@ -38,7 +38,8 @@ from .calibrate import calibrate_margin, simulate_early_stop
 from .data import Dataset
 from .spec import ArchParams, layer_weights
 from .torch_model import FixedNet, SpikingNet
-from .train import TrainConfig, default_thresholds, train_topology, train_weights
+from .train import (TrainConfig, baseline_config, default_thresholds, train_topology,
+                    train_weights)
 
 __all__ = ["StudyConfig", "evaluate", "noise_accuracy", "run_study", "render_markdown",
            "write_report"]
@@ -142,13 +143,14 @@ def run_study(arch: ArchParams, data: Dataset, cfg: TrainConfig, study: StudyCon
     """Run every model of the study and return the results as a JSON-ready dict.
 
     ``cfg`` trains PRIME (its ``keep_fraction`` is replaced by each of
-    ``study.keep_fractions``); ``weight_cfg`` trains the baselines (default: ``cfg``). With
+    ``study.keep_fractions``); ``weight_cfg`` trains the baselines (default:
+    :func:`sw_model.train.baseline_config` of ``cfg``). With
     ``cfg.thresholds`` set, every model uses those thresholds. Otherwise each PRIME run takes
     :func:`sw_model.train.default_thresholds` at its own kept fraction, because the spread of
     the synaptic sums grows with it, and the baselines take the thresholds of PRIME at
     ``cfg.keep_fraction`` (the same network as the default PRIME model).
     """
-    weight_cfg = weight_cfg or cfg
+    weight_cfg = weight_cfg or baseline_config(cfg)
 
     def thresholds_for(fraction: float) -> list[int]:
         return list(cfg.thresholds or default_thresholds(arch, data, fraction))

@@ -17,7 +17,7 @@ import logging
 import math
 import time
 from contextlib import contextmanager
-from dataclasses import asdict, dataclass
+from dataclasses import asdict, dataclass, replace
 from typing import Iterator, Mapping
 
 import numpy as np
@@ -32,6 +32,8 @@ from .torch_model import SpikingNet, TopologyNet, WeightNet
 
 __all__ = [
     "TrainConfig",
+    "BASELINE_CONFIG",
+    "baseline_config",
     "TrainResult",
     "as_dataset",
     "default_thresholds",
@@ -116,6 +118,23 @@ class TrainConfig:
         if self.thresholds is not None:
             d["thresholds"] = list(self.thresholds)
         return d
+
+
+# Trained-weight baseline: weights in integer units need larger steps than scores. On the digits
+# (64-128-10, one run each) these settings reached 97.6% with 4-bit QAT weights, against 96.4%
+# to 96.9% with the PRIME settings or with Adam.
+BASELINE_CONFIG = TrainConfig(learning_rate=1.0, logit_scale=1.0)
+
+
+def baseline_config(cfg: TrainConfig) -> TrainConfig:
+    """Return the settings that train the trained-weight baseline next to PRIME's ``cfg``.
+
+    The baseline keeps its own optimizer settings (:data:`BASELINE_CONFIG`) and takes the
+    epochs, thresholds and threads of ``cfg``, so both train for the same number of epochs on
+    the same network.
+    """
+    return replace(BASELINE_CONFIG, epochs=cfg.epochs, thresholds=cfg.thresholds,
+                   threads=cfg.threads)
 
 
 def shift_images(x: torch.Tensor, max_shift: int, generator: torch.Generator) -> torch.Tensor:

@@ -12,7 +12,9 @@ from sw_model.data import Dataset, load_digits
 from sw_model.spec import ArchParams, EarlyStopParams, layer_weights
 from sw_model.torch_model import FixedNet, TopologyNet, kept_count
 from sw_model.train import (
+    BASELINE_CONFIG,
     TrainConfig,
+    baseline_config,
     build_model,
     deterministic,
     fit,
@@ -182,3 +184,13 @@ def test_augmented_training_is_deterministic(tiny_digits):
     assert np.array_equal(first.masks[0], second.masks[0])
     plain = train_topology(ARCH, tiny_digits, replace(cfg, augment_shift=0), seed=4)
     assert not np.array_equal(first.masks[0], plain.masks[0])
+
+
+def test_baseline_config_keeps_its_optimizer():
+    prime = replace(CONFIG, epochs=3)
+    baseline = baseline_config(prime)
+    assert baseline.epochs == 3
+    assert baseline.thresholds == prime.thresholds
+    assert baseline.optimizer == BASELINE_CONFIG.optimizer
+    assert baseline.learning_rate == BASELINE_CONFIG.learning_rate
+    assert baseline.logit_scale == BASELINE_CONFIG.logit_scale
