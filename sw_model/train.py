@@ -61,9 +61,14 @@ class TrainConfig:
     """Hyperparameters of topology and baseline training.
 
     The defaults are tuned for PRIME on the 8x8 digits with a 64-128-10 network (16 timesteps,
-    4-bit weights and inputs); see the fields for what each one sets. There, 100 epochs take
-    about 30 CPU seconds and reached 96.0% to 96.4% test accuracy on split seeds 0 to 2. 200
-    epochs reached 95.8% to 96.7%, no better on average.
+    4-bit weights and inputs); see the fields for what each one sets. Among about 20 settings
+    they had the best mean validation accuracy (of the epoch ``keep_best`` returns) over split
+    seeds 0 to 3: Adam with learning rate 0.03, logit scale 0.5 and label smoothing 0.1
+    reached 98.6%, against 97.5% for the earlier defaults (SGD with learning rate 0.3, logit
+    scale 0.3, no smoothing). On the test splits that is 97.3% against 96.3% on average
+    (``python -m sw_model train --seed N``). 100 epochs take about 25 CPU seconds, and 200
+    epochs gained nothing on test. Parameter averaging, linear warm-up, weighting late steps
+    more and random input gain did not help.
 
     Attributes
     ----------
@@ -82,6 +87,8 @@ class TrainConfig:
     logit_scale:
         The cross-entropy of step n takes ``logit_scale * o / n`` as logits: the mean output
         per step, in output LSBs, times this factor.
+    label_smoothing:
+        Label smoothing of the cross-entropy (0 turns it off).
     surrogate_width:
         Width of the surrogate spike derivative as a fraction of the threshold.
     init_scale:
@@ -101,12 +108,13 @@ class TrainConfig:
     thresholds: tuple[int, ...] | None = None
     epochs: int = 100
     batch_size: int = 64
-    optimizer: str = "sgd"
-    learning_rate: float = 0.3
+    optimizer: str = "adam"
+    learning_rate: float = 0.03
     momentum: float = 0.9
     weight_decay: float = 0.0
     step_weight: str = "uniform"
-    logit_scale: float = 0.3
+    logit_scale: float = 0.5
+    label_smoothing: float = 0.1
     surrogate_width: float = 0.5
     init_scale: float = 1.0
     augment_shift: int = 0
@@ -121,9 +129,10 @@ class TrainConfig:
 
 
 # Trained-weight baseline: weights in integer units need larger steps than scores. On the digits
-# (64-128-10, one run each) these settings reached 97.6% with 4-bit QAT weights, against 96.4%
-# to 96.9% with the PRIME settings or with Adam.
-BASELINE_CONFIG = TrainConfig(learning_rate=1.0, logit_scale=1.0)
+# (64-128-10) these settings had the best mean validation accuracy over split seeds 0 to 3,
+# 98.3%, among seven settings that included Adam, other logit scales and PRIME's settings.
+BASELINE_CONFIG = TrainConfig(optimizer="sgd", learning_rate=1.0, logit_scale=1.0,
+                              label_smoothing=0.0)
 
 
 def baseline_config(cfg: TrainConfig) -> TrainConfig:
@@ -178,20 +187,21 @@ def deterministic(seed: int, threads: int = 1) -> Iterator[torch.Generator]:
 
 
 def per_step_loss(outputs: torch.Tensor, labels: torch.Tensor, logit_scale: float,
-                  step_weight: str = "uniform") -> torch.Tensor:
+                  step_weight: str = "uniform", label_smoothing: float = 0.0) -> torch.Tensor:
     """Return the cross-entropy of the mean output per step, weighted over timesteps.
 
     ``outputs`` is (T, N, n_out), the accumulators after each step; labels int64 (N,).
+    ``step_weight`` is ``"uniform"`` or ``"last"`` (see :class:`TrainConfig`).
     """
     steps = outputs.shape[0]
     n = torch.arange(1, steps + 1, dtype=outputs.dtype).reshape(-1, 1, 1)
     logits = (outputs / n * logit_scale).float()
     if step_weight == "last":
-        return nn.functional.cross_entropy(logits[-1], labels)
+        return nn.functional.cross_entropy(logits[-1], labels, label_smoothing=label_smoothing)
     if step_weight != "uniform":
         raise ValueError(f"step_weight must be 'uniform' or 'last', not {step_weight!r}")
     flat = logits.reshape(-1, logits.shape[-1])
-    return nn.functional.cross_entropy(flat, labels.repeat(steps))
+    return nn.functional.cross_entropy(flat, labels.repeat(steps), label_smoothing=label_smoothing)
 
 
 def accuracy(net: SpikingNet, x: np.ndarray, y: np.ndarray, timesteps: int | None = None,
@@ -249,7 +259,8 @@ def fit(net: SpikingNet, data: Dataset, cfg: TrainConfig, generator: torch.Gener
             if cfg.augment_shift:
                 inputs = shift_images(inputs, cfg.augment_shift, generator)
             outputs = net(inputs)
-            loss = per_step_loss(outputs, y_train[batch], cfg.logit_scale, cfg.step_weight)
+            loss = per_step_loss(outputs, y_train[batch], cfg.logit_scale, cfg.step_weight,
+                                 cfg.label_smoothing)
             optimizer.zero_grad(set_to_none=True)
             loss.backward()
             optimizer.step()

@@ -122,6 +122,17 @@ def test_per_step_loss_weighting():
         per_step_loss(outputs, labels, 1.0, "first")
 
 
+def test_per_step_loss_label_smoothing():
+    outputs = torch.zeros(1, 2, 4)
+    outputs[0, :, 1] = 30.0
+    labels = torch.tensor([1, 1])
+    sharp = per_step_loss(outputs, labels, 1.0, "last")
+    smoothed = per_step_loss(outputs, labels, 1.0, "last", label_smoothing=0.2)
+    assert float(sharp) < 1e-3
+    # The smoothed target puts 0.05 on each wrong class, whose logit lies 30 below.
+    assert float(smoothed) == pytest.approx(0.15 * 30.0, rel=1e-3)
+
+
 def test_mismatched_dataset_rejected(tiny_digits):
     with pytest.raises(ValueError, match="64 inputs and 10 classes"):
         train_topology(replace(ARCH, sizes=(32, 16, 10)), tiny_digits, CONFIG)
