@@ -12,6 +12,7 @@ from dataclasses import dataclass, field
 from pathlib import Path
 from typing import TYPE_CHECKING, Any
 
+from sw_model.calibrate import DEFAULT_MAX_DROP
 from sw_model.model import validate_arch
 from sw_model.spec import (
     EARLY_STOP_RULES,
@@ -100,8 +101,8 @@ SCHEMA: dict[str, dict[str, Key]] = {
                          auto=True),
         "alpha": _k(float, "auto", "confidence rule softmax temperature; auto: calibrate", 0.05, 1000.0,
                     auto=True),
-        "max_accuracy_drop": _k(float, 0.0025, "calibration: share of early decisions allowed to differ "
-                                "from the full budget (0.0025 = 0.25 points)", 0.0, 1.0),
+        "max_accuracy_drop": _k(float, DEFAULT_MAX_DROP, "calibration: share of early decisions allowed "
+                                "to differ from the full budget (0.001 = 0.1 points)", 0.0, 1.0),
     },
     "hardware": {
         "lanes": _k(int, 8, "neurons updated per cycle", 1, 1024),

@@ -32,7 +32,12 @@ from .golden import rule_fires, run, top_two
 from .model import Model, validate_early_stop
 from .spec import ArchParams, EarlyStopParams, confidence_limit, scale_table
 
+# Default loss budget, a fraction. Over six split seeds of the default digits model, 0.001 kept the
+# test drop within 0.44 points and saved 75 to 79% of the timesteps, where 0.0025 lost up to 0.89.
+DEFAULT_MAX_DROP = 0.001
+
 __all__ = [
+    "DEFAULT_MAX_DROP",
     "CalibrationResult",
     "simulate_early_stop",
     "calibrate_margin",
@@ -191,7 +196,7 @@ def _check_outputs(arch: ArchParams, outputs: np.ndarray, labels: np.ndarray, bu
 
 
 def calibrate_margin(arch: ArchParams, outputs: np.ndarray, labels: np.ndarray, *,
-                     budget: int | None = None, max_drop: float = 0.005,
+                     budget: int | None = None, max_drop: float = DEFAULT_MAX_DROP,
                      criterion: str = "agreement", unlabeled: np.ndarray | None = None,
                      min_steps_options: tuple[int, ...] = (1, 2, 3, 4)) -> CalibrationResult:
     """Choose ``margin`` and ``min_steps`` of the margin rule.
@@ -240,7 +245,7 @@ def calibrate_margin(arch: ArchParams, outputs: np.ndarray, labels: np.ndarray, 
 
 
 def calibrate_confidence(arch: ArchParams, outputs: np.ndarray, labels: np.ndarray, *,
-                         budget: int | None = None, max_drop: float = 0.005,
+                         budget: int | None = None, max_drop: float = DEFAULT_MAX_DROP,
                          criterion: str = "agreement", unlabeled: np.ndarray | None = None,
                          alphas: tuple[float, ...] = DEFAULT_ALPHAS,
                          confidences: tuple[float, ...] = DEFAULT_CONFIDENCES,
@@ -287,7 +292,7 @@ def calibrate(arch: ArchParams, outputs: np.ndarray, labels: np.ndarray, rule: s
 def calibrate_early_stop(model: Model, x_val: np.ndarray, y_val: np.ndarray, *,
                          rule: str = "margin", min_steps: int | None = None,
                          margin: int | str = "auto", confidence: float | str = "auto",
-                         alpha: float | str | None = "auto", max_accuracy_drop: float = 0.005,
+                         alpha: float | str | None = "auto", max_accuracy_drop: float = DEFAULT_MAX_DROP,
                          criterion: str = "agreement", budget: int | None = None,
                          x_unlabeled: np.ndarray | None = None) -> EarlyStopParams:
     """Return early-stop settings for ``model``, calibrated on a validation split.

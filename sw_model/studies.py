@@ -34,7 +34,7 @@ from pathlib import Path
 import numpy as np
 import torch
 
-from .calibrate import calibrate_margin, simulate_early_stop
+from .calibrate import DEFAULT_MAX_DROP, calibrate_margin, simulate_early_stop
 from .data import Dataset
 from .spec import ArchParams, layer_weights
 from .torch_model import FixedNet, SpikingNet
@@ -62,7 +62,7 @@ class StudyConfig:
     keep_fractions: tuple[float, ...] = (0.1, 0.2, 0.3, 0.4, 0.5, 0.6, 0.7, 0.8, 0.9)
     noise_levels: tuple[float, ...] = (0.0, 0.02, 0.05, 0.1, 0.2)
     noise_repeats: int = 5
-    max_drop: float = 0.0025
+    max_drop: float = DEFAULT_MAX_DROP
     seed: int = 0
     baselines: bool = True
 
