@@ -159,31 +159,47 @@ class Bridge(wiring.Component):
         m.submodules[RDWR_DONT_CARE_PREFIX + "buffer"] = buffer
         buf_wr = buffer.write_port()
         buf_rd = buffer.read_port(transparent_for=())
+        # The block RAM's clock-to-output delay is most of a 100 MHz cycle on the ECP5, so the
+        # mask words and the response take its bytes from this copy, one cycle later.
+        buffer_byte = Signal(8)
+        m.d.sync += buffer_byte.eq(buf_rd.data)
         # One CRC unit serves both directions, because a response starts only after its
         # request ends.
         m.submodules.crc = crc = catalog.CRC16_CCITT_FALSE(8).create()
         m.d.comb += crc.data.eq(self.rx_data)
 
         # -- timer: inter-byte timeout while receiving, core watchdog while executing -----------
-        timer = Signal(range(max(self.timeout_cycles, self.cycle_limit) + 1))
+        # ``quiet`` and ``core_late`` are flip-flops equal to ``timer == timeout_cycles`` and
+        # ``timer == cycle_limit``. Each timer update sets them from the timer's old value, so
+        # no comparator lies between the timer and the state machine.
+        timer_width = bit_length(max(self.timeout_cycles, self.cycle_limit))
+        timer = Signal(timer_width)
         quiet = Signal()
-        core_late = Signal()
+        core_late = Signal(init=self.cycle_limit == 0)
+        timer_clear = Signal()          # set by a state that starts a watchdog phase
         executing = Signal()
         byte_seen = Signal()
-        m.d.comb += [
-            byte_seen.eq(self.rx_valid | self.rx_error),
-            quiet.eq(timer == self.timeout_cycles),
-            core_late.eq(timer == self.cycle_limit),
-        ]
-        # The timer saturates at the limit of the current phase. A state that starts a phase
-        # resets it, and the FSM's assignments below take precedence over these.
-        with m.If(executing):
+        m.d.comb += byte_seen.eq(self.rx_valid | self.rx_error)
+
+        def timer_reset():
+            m.d.sync += [timer.eq(0), quiet.eq(0), core_late.eq(self.cycle_limit == 0)]
+
+        def timer_count():
+            # ``timer + 1`` wraps at 2**timer_width, and so do the compared values.
+            m.d.sync += [timer.eq(timer + 1),
+                         quiet.eq(timer == self.timeout_cycles - 1),
+                         core_late.eq(timer == (self.cycle_limit - 1) % 2**timer_width)]
+
+        # The timer saturates at the limit of the current phase.
+        with m.If(timer_clear):
+            timer_reset()
+        with m.Elif(executing):
             with m.If(~core_late):
-                m.d.sync += timer.eq(timer + 1)
+                timer_count()
         with m.Elif(byte_seen):
-            m.d.sync += timer.eq(0)
+            timer_reset()
         with m.Elif(~quiet):
-            m.d.sync += timer.eq(timer + 1)
+            timer_count()
 
         # -- request fields -----------------------------------------------------------------------
         command = Signal(8)
@@ -193,7 +209,10 @@ class Bridge(wiring.Component):
         value_too_large = Signal()      # some payload byte exceeds 2**input_bits - 1
         byte_in_word = Signal(range(word_bytes))
         crc_index = Signal()
-        fetched = Signal()
+        # Set bits of ``fetched`` mark valid data at ``pointer``: bit 0 in ``buf_rd.data``,
+        # bit 1 in ``buffer_byte``, bit 2 (the response byte) in ``payload``.
+        fetched = Signal(3)
+        payload = Signal(8)
         # The first payload bytes shift in from the top, at most five of them, and the first
         # one is also copied into bits 0..7. So READ_REG and WRITE_REG leave their address in
         # bits 0..7, WRITE_REG its value in bits 8..39, and WRITE_MASK, which stops after four
@@ -433,7 +452,8 @@ class Bridge(wiring.Component):
                         with m.Elif(value_too_large):
                             respond(ErrorCode.VALUE)
                         with m.Else():
-                            m.d.sync += [pointer.eq(0), timer.eq(0)]
+                            m.d.sync += pointer.eq(0)
+                            m.d.comb += timer_clear.eq(1)
                             m.next = "SAMPLE_LOAD"
                     with m.Else():
                         respond(ErrorCode.COMMAND)
@@ -461,18 +481,20 @@ class Bridge(wiring.Component):
             with m.State("MASK_READ"):
                 m.d.comb += [buf_rd.addr.eq(pointer), buf_rd.en.eq(1)]
                 m.d.sync += pointer.eq(pointer_next)
+                m.next = "MASK_WAIT"
+            with m.State("MASK_WAIT"):
                 m.next = "MASK_SHIFT"
             with m.State("MASK_SHIFT"):
                 # Bytes arrive least significant first; each shifts in from the top of the word.
                 # Bits of the last byte past ``lanes`` are dropped.
                 word_bits = 8 * word_bytes
                 incoming = Signal(8)
-                m.d.comb += incoming.eq(buf_rd.data)
+                m.d.comb += incoming.eq(buffer_byte)
                 top_bits = arch.lanes - 8 * (word_bytes - 1)
                 if top_bits < 8:
                     with m.If(byte_in_word == word_bytes - 1):
                         m.d.comb += incoming[top_bits:].eq(0)
-                # The MASK_ADDR write took its data in the previous cycle, so the start word's
+                # The MASK_ADDR write took its data two cycles earlier, so the start word's
                 # bits above the mask word can be cleared now.
                 m.d.sync += params[8:40].eq(Cat(params[16:8 + word_bits], incoming))
                 with m.If(byte_in_word == word_bytes - 1):
@@ -495,7 +517,7 @@ class Bridge(wiring.Component):
                 with m.If(self.in_ready):
                     m.d.sync += pointer.eq(pointer_next)
                     with m.If(pointer == arch.n_in - 1):
-                        m.d.sync += timer.eq(0)
+                        m.d.comb += timer_clear.eq(1)
                         m.next = "RESULT"
                     with m.Else():
                         m.next = "SAMPLE_LOAD"
@@ -537,16 +559,18 @@ class Bridge(wiring.Component):
                             m.next = "SEND_PAYLOAD"
             with m.State("SEND_PAYLOAD"):
                 # The buffer returns the INFO byte at ``pointer`` one cycle after the address,
-                # so a byte is offered only from the second cycle after the pointer moved.
+                # ``buffer_byte`` one cycle later, and ``payload`` registers the response byte
+                # one more cycle later. So a byte is offered from the fourth cycle after the
+                # pointer moved, and the transmitter and the CRC take it from a flip-flop.
                 m.d.comb += [buf_rd.addr.eq(Cat(pointer[:5], C(info_base >> 5))),
                              buf_rd.en.eq(1)]
-                m.d.sync += fetched.eq(1)
-                info_byte = Mux(command_is[Command.INFO], buf_rd.data, 0)
+                info_byte = Mux(command_is[Command.INFO], buffer_byte, 0)
                 payload_byte = self._payload_byte(m, command_is, pointer, last_error, error_count,
                                                   frame_count) | info_byte
-                m.d.comb += [self.tx.valid.eq(fetched), self.tx.payload.eq(payload_byte),
-                             crc.data.eq(payload_byte)]
-                with m.If(self.tx.ready & fetched):
+                m.d.sync += [fetched.eq(Cat(1, fetched[:2])), payload.eq(payload_byte)]
+                m.d.comb += [self.tx.valid.eq(fetched[2]), self.tx.payload.eq(payload),
+                             crc.data.eq(payload)]
+                with m.If(self.tx.ready & fetched[2]):
                     m.d.comb += crc.valid.eq(1)
                     m.d.sync += [pointer.eq(pointer_next), fetched.eq(0)]
                     with m.If(pointer_next == response_length):
