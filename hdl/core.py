@@ -81,7 +81,10 @@ class Accelerator(wiring.Component):
     Timing: with the last input beat transferred in cycle 0, ``out_valid`` rises in cycle ``C``
     of the schedule and ``out_cycles`` equals ``C``. After reset and after an abort the core
     clears the accumulators for ``sum_k G_k`` cycles before ``in_ready`` can rise. The result
-    stays on the result stream until accepted, and ``in_ready`` stays low until then.
+    stays on the result stream until accepted, and ``in_ready`` stays low until then. After the
+    handshake ``out_class``, ``out_steps`` and ``out_cycles`` keep their values, even through an
+    abort, until the last beat of the next sample is transferred, which ``boards.bridge.Bridge``
+    relies on when it sends them.
 
     Parameters
     ----------
