@@ -2,6 +2,8 @@
 
 from __future__ import annotations
 
+from sw_model.studies import NOISE_DESCRIPTIONS
+
 from .accuracy import row_of
 from .energy import SOURCE as ENERGY_SOURCE
 from .provenance import describe_commit, describe_machine
@@ -31,6 +33,14 @@ def _met(ok: bool | None) -> str:
     if ok is None:
         return "n/a"
     return "met" if ok else "**missed**"
+
+
+def _target(relation: str, value: float, target: float | None) -> list[str]:
+    """Return the target and target-met cells of a share compared with ``relation``."""
+    if target is None:
+        return ["", ""]
+    met = value >= target - 1e-12 if relation == ">=" else value <= target + 1e-12
+    return [f"{relation} {_pct(target, 0)}", _met(met)]
 
 
 def _header(results: dict) -> list[str]:
@@ -69,16 +79,23 @@ def _summary(results: dict) -> list[str]:
     golden_full = results["cpu"]["golden_batched_full_budget"]
     golden_es = results["cpu"]["golden_batched"]
     train_s = results["training"]["seconds"]
+    prime = acc["default"]["golden_full_budget"]
     rows = [
         ["PRIME test accuracy, default model (golden model, early stop)",
          _pct(acc["default"]["golden_early_stop"]), "", ""],
-        ["PRIME test accuracy, default model (golden model, full budget)",
-         _pct(acc["default"]["golden_full_budget"]), "", ""],
+        ["PRIME test accuracy, default model (golden model, full budget)", _pct(prime),
+         *_target(">=", prime, targets.get("prime_accuracy"))],
     ]
     for kind, label in BASELINES.items():
         row = row_of(acc["study"], kind)
         if row is not None:
             rows.append([f"{label} (full budget)", _pct(row["test_accuracy"]), "", ""])
+    baseline = row_of(acc["study"], "weights_quantized")
+    if baseline is not None and targets.get("baseline_gap") is not None:
+        gap = baseline["test_accuracy"] - prime
+        rows.append(["PRIME behind the 4-bit trained-weight baseline (full budget)",
+                     f"{100 * gap:.2f} points", f"<= {100 * targets['baseline_gap']:.1f} points",
+                     _met(gap <= targets["baseline_gap"] + 1e-12)])
     if exported is not None:
         rows += [
             [f"timesteps saved by early stop ({exported['setting']['rule']} rule, exported)",
@@ -111,7 +128,14 @@ def _summary(results: dict) -> list[str]:
         fmax = board.get("fmax_mhz")
         rows.append([f"{board['board']}: Fmax / inferences per second at Fmax",
                      f"{_num(fmax)} MHz / {_num(board.get('inferences_per_s_at_fmax'), 0)}"
-                     if fmax else "n/a: " + "; ".join(board.get("warnings", [])), "", ""])
+                     if fmax else "n/a: " + "; ".join(board.get("warnings", [])),
+                     f">= {_num(board['target_clock_mhz'])} MHz", _met(board.get("timing_met"))])
+        lut = board.get("resources", {}).get("lut")
+        if lut and targets.get("logic_share") is not None:
+            share = lut["used"] / lut["available"]
+            rows.append([f"{board['board']}: logic used", f"{lut['used']:,} of "
+                         f"{lut['available']:,} ({_pct(share, 0)})",
+                         *_target("<=", share, targets["logic_share"])])
     return ["## Summary", "", _table(["quantity", "value", "target", "target met"], rows), ""]
 
 
@@ -198,22 +222,27 @@ def _early_stop(results: dict, figures: dict) -> list[str]:
 
 def _read_noise(results: dict, figures: dict) -> list[str]:
     study = results["accuracy"]["study"]
-    levels = [entry["level"] for entry in study["rows"][0]["noise"]]
-    rows = [[row["model"]] + [f"{100 * e['accuracy']:.1f} ± {100 * e['std']:.1f}"
-                              for e in row["noise"]] for row in study["rows"]]
-    return [
-        "## Accuracy under weight read noise",
+    lines = [
+        "## Accuracy under weight noise",
         "",
-        f"Every read of a synapse multiplies its weight by `1 + sigma * N(0, 1)`, drawn anew "
-        f"for every sample, timestep and synapse, without retraining (`sw_model.studies`). "
-        f"Test accuracy in percent at the full budget, mean ± standard deviation over "
-        f"{study['study']['noise_repeats']} noise seeds; sigma 0 runs once.",
+        "Every synapse read multiplies its weight by `1 + sigma * N(0, 1)`, without retraining "
+        f"(`sw_model.studies`). Test accuracy in percent at the full budget, mean ± standard "
+        f"deviation over {study['study']['noise_repeats']} noise seeds; sigma 0 runs once.",
         "",
-        f"![accuracy under read noise]({figures['benchmarks_read_noise.png']})",
-        "",
-        _table(["model"] + [f"sigma {100 * level:g} %" for level in levels], rows),
+        f"![accuracy under weight noise]({figures['benchmarks_read_noise.png']})",
         "",
     ]
+    for mode, description in NOISE_DESCRIPTIONS.items():
+        entries = [[e for e in row["noise"] if e["mode"] == mode]
+                   for row in study["rows"]]
+        if not entries[0]:
+            continue
+        rows = [[row["model"]] + [f"{100 * e['accuracy']:.1f} ± {100 * e['std']:.1f}" for e in noise]
+                for row, noise in zip(study["rows"], entries)]
+        lines += [f"Noise {description}:", "",
+                  _table(["model"] + [f"sigma {100 * e['level']:g} %" for e in entries[0]], rows),
+                  ""]
+    return lines
 
 
 def _cycles(results: dict, figures: dict) -> list[str]:

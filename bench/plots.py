@@ -119,16 +119,20 @@ def read_noise(results: dict, path: Path) -> Path:
             label, color, _ = BASELINE_STYLES[row["kind"]]
             curves.append((label, row, color))
     fig, ax = plt.subplots(figsize=FIGSIZE)
+    # Read noise is drawn at every synapse read, static noise once per noise seed.
     for label, row, color in curves:
-        noise = row["noise"]
-        ax.errorbar([100 * e["level"] for e in noise], [100 * e["accuracy"] for e in noise],
-                    yerr=[100 * e["std"] for e in noise], fmt="o-", capsize=3, color=color,
-                    label=label)
-    ax.set_xlabel("weight read noise sigma, relative to the weight (%)")
+        for mode, style in (("read", "o-"), ("static", "s--")):
+            noise = [e for e in row["noise"] if e["mode"] == mode]
+            if noise:
+                ax.errorbar([100 * e["level"] for e in noise],
+                            [100 * e["accuracy"] for e in noise],
+                            yerr=[100 * e["std"] for e in noise], fmt=style, capsize=3,
+                            color=color, label=f"{label}, {mode} noise")
+    ax.set_xlabel("weight noise sigma, relative to the weight (%)")
     ax.set_ylabel("test accuracy at the full budget (%)")
     values = [100 * e["accuracy"] for _, row, _ in curves for e in row["noise"]]
     ax.set_ylim(max(0.0, min(values) - 5), min(100.0, max(values) + 3))
-    ax.set_title(f"Accuracy under weight read noise (mean and standard deviation of "
+    ax.set_title(f"Accuracy under weight noise (mean and standard deviation of "
                  f"{acc['study']['study']['noise_repeats']} noise seeds)", fontsize=10)
     ax.grid(alpha=0.3)
     ax.legend(fontsize=8, loc="lower left")

@@ -47,6 +47,12 @@ __all__ = ["StudyConfig", "evaluate", "noise_accuracy", "run_study", "render_mar
 log = logging.getLogger(__name__)
 
 NOISE_MODES = ("read", "static")
+# Descriptions of the noise modes' draws, for tables and pages.
+NOISE_DESCRIPTIONS = {
+    "read": "drawn anew for every sample, timestep and synapse (read noise)",
+    "static": "drawn once per noise seed and kept for the whole test split (a programming "
+              "error of the device)",
+}
 
 
 @dataclass(frozen=True)
@@ -247,11 +253,6 @@ def render_markdown(report: dict) -> str:
                      f"{_percent(row['test_accuracy'])} | {_percent(row['early_stop_accuracy'])} | "
                      f"{steps_text} | {saved} | {row['train_seconds']:.0f} "
                      f"({row['train_cpu_seconds']:.0f}) |")
-    descriptions = {
-        "read": "drawn anew for every sample, timestep and synapse (read noise)",
-        "static": "drawn once per noise seed and kept for the whole test split (a programming "
-                  "error of the device)",
-    }
     for mode in NOISE_MODES:
         lines += [
             "",
@@ -259,7 +260,7 @@ def render_markdown(report: dict) -> str:
             "",
             "Test accuracy in percent (mean ± standard deviation over "
             f"{report['study']['noise_repeats']} noise seeds) when every weight is multiplied "
-            f"by 1 + sigma * N(0, 1), {descriptions[mode]}, without retraining. Evaluated in "
+            f"by 1 + sigma * N(0, 1), {NOISE_DESCRIPTIONS[mode]}, without retraining. Evaluated in "
             "float: the membrane arithmetic is the spec's, on non-integer values.",
             "",
             "| model | " + " | ".join(f"sigma {level:.0%}" for level in levels) + " |",

@@ -188,3 +188,41 @@ def test_read_cocotb_results_picks_testcase(tmp_path):
     assert timing["sim_time_ns"] == pytest.approx(12340.0)
     with pytest.raises(ValueError, match="no testcase 'missing'"):
         hardware.read_cocotb_results(path, "missing")
+
+
+def _summary_row(lines: list[str], start: str) -> list[str]:
+    row = next(line for line in lines if line.startswith(f"| {start}"))
+    return [cell.strip() for cell in row.strip("|").split("|")]
+
+
+def test_summary_states_accuracy_and_board_targets():
+    from bench.page import _read_noise, _summary
+    from bench.run import TARGETS
+
+    results = json.loads((Path(__file__).parents[1] / "docs" / "benchmarks.json").read_text())
+    results["targets"] = dict(TARGETS)
+    study = results["accuracy"]["study"]
+    baseline = next(row for row in study["rows"] if row["kind"] == "weights_quantized")
+    baseline["test_accuracy"] = 0.975
+    results["accuracy"]["default"]["golden_full_budget"] = 0.96
+    board = results["boards"][0]
+    board["resources"]["lut"] = {"used": 850, "available": 1000}
+    board["timing_met"] = True
+    lines = "\n".join(_summary(results)).splitlines()
+    assert _summary_row(lines, "PRIME test accuracy, default model (golden model, full")[2:] == \
+        [">= 96 %", "met"]
+    assert _summary_row(lines, "PRIME behind")[1:] == ["1.50 points", "<= 1.5 points", "met"]
+    assert _summary_row(lines, f"{board['board']}: logic used")[1:] == \
+        ["850 of 1,000 (85 %)", "<= 80 %", "**missed**"]
+
+    baseline["test_accuracy"] = 0.9751
+    lines = "\n".join(_summary(results)).splitlines()
+    assert _summary_row(lines, "PRIME behind")[1:] == ["1.51 points", "<= 1.5 points",
+                                                      "**missed**"]
+
+    # One table per noise mode, each with its own levels.
+    for row in study["rows"]:
+        row["noise"] = [{"mode": mode, "level": level, "accuracy": 0.5, "std": 0.0}
+                        for mode in ("read", "static") for level in (0.0, 0.1)]
+    noise_page = "\n".join(_read_noise(results, {"benchmarks_read_noise.png": "x.png"}))
+    assert noise_page.count("| model | sigma 0 % | sigma 10 % |") == 2
