@@ -99,3 +99,17 @@ def test_encoder_stop_restarts_sample():
 def test_encoder_rejects_serial_when_too_slow():
     with pytest.raises(ValueError, match="cannot read 24 samples within the shortest timestep"):
         InputEncoder(CASES["parallel"], serial=True)
+
+
+class _Platform:
+    def __init__(self, device):
+        self.device = device
+
+
+@pytest.mark.parametrize("device, style", [("iCE40UP5K", "block"), ("LFE5U-85F", "distributed")])
+def test_encoder_sample_store_style_per_family(device, style):
+    from hdl.synthesis import RDWR_DONT_CARE_PREFIX
+
+    module = InputEncoder(CASES["serial_1"]).elaborate(_Platform(device))
+    store, _ = module._named_submodules[RDWR_DONT_CARE_PREFIX + "samples"]
+    assert store.attrs["ram_style"] == style
