@@ -140,9 +140,8 @@ class InputEncoder(wiring.Component):
         words = -(-arch.n_in // per_word)
         bits = arch.input_bits
 
-        # On iCE40 the block RAM style keeps Yosys from building this small memory from
-        # flip-flops. On ECP5 distributed RAM with a registered output is as cheap, and it removes
-        # the block RAM's 5.8 ns clock-to-output from the path into the window register.
+        # Block RAM saves iCE40 logic cells. On ECP5, distributed RAM is as cheap and keeps the
+        # block RAM's 5.8 ns clock-to-output off the path into the window register.
         style = "block" if is_ice40(platform) else "distributed"
         store = memory.Memory(shape=unsigned(per_word * bits), depth=words, init=[],
                               attrs={"ram_style": style})
