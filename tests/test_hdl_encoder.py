@@ -106,6 +106,7 @@ class _Platform:
         self.device = device
 
 
+@pytest.mark.filterwarnings("ignore::amaranth.hdl.UnusedElaboratable")
 @pytest.mark.parametrize("device, style", [("iCE40UP5K", "block"), ("LFE5U-85F", "distributed")])
 def test_encoder_sample_store_style_per_family(device, style):
     from hdl.synthesis import RDWR_DONT_CARE_PREFIX
