@@ -7,7 +7,7 @@ import logging
 import sys
 from pathlib import Path
 
-from .config import SCHEMA, ConfigError, load_config
+from .config import SCHEMA, ConfigError, describe_key, load_config
 from .pipeline import STAGES, PipelineError
 
 log = logging.getLogger("gen")
@@ -18,7 +18,10 @@ def _config_help() -> str:
     for section, keys in SCHEMA.items():
         lines.append(f"  [{section}]" if section else "  top level")
         for name, key in keys.items():
-            lines.append(f"    {name} = {key.default!r}: {key.help}")
+            # A None default defers to sw_model.train.TrainConfig; importing it would load torch.
+            default = "the TrainConfig default" if key.default is None else repr(key.default)
+            allowed = f" ({describe_key(key)})" if key.choices else ""
+            lines.append(f"    {name} = {default}: {key.help}{allowed}")
     return "\n".join(lines)
 
 

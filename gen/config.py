@@ -12,6 +12,7 @@ from dataclasses import dataclass, field
 from pathlib import Path
 from typing import TYPE_CHECKING, Any
 
+from boards.catalog import KNOWN_BOARDS
 from sw_model.calibrate import DEFAULT_MAX_DROP
 from sw_model.model import validate_arch
 from sw_model.spec import (
@@ -109,7 +110,7 @@ SCHEMA: dict[str, dict[str, Key]] = {
         "weight_source": _k(str, "rom", "weights in block RAM or hashed on the fly", choices=WEIGHT_SOURCES),
     },
     "board": {
-        "name": _k(str, "icebreaker", "board to build for"),
+        "name": _k(str, "icebreaker", "board to build for", choices=tuple(KNOWN_BOARDS)),
         "clock_mhz": _k(float, 0.0, "target clock in MHz; 0: the board's default", 0.0, 1000.0),
         "baud": _k(int, 115200, "UART baud rate of the host link", 1200, 12_000_000),
         "allow_timing_failure": _k(bool, False, "finish even if Fmax misses the target clock"),
@@ -193,20 +194,26 @@ _TYPE_NAMES = {int: "an integer", float: "a number", bool: "true or false", str:
                list: "a list", dict: "a table"}
 
 
-def _describe(key: Key) -> str:
+def _bound(value: float) -> str:
+    """Format a range bound: integers in full, floats as ``%g``."""
+    return str(value) if isinstance(value, int) else f"{value:g}"
+
+
+def describe_key(key: Key) -> str:
+    """Return the values ``key`` accepts, in words, for error messages and help."""
     if key.choices:
         return "one of " + ", ".join(repr(c) for c in key.choices)
     if key.list_of is not None:
-        return f"a list of integers in {key.low:g}..{key.high:g}"
+        return f"a list of integers in {_bound(key.low)}..{_bound(key.high)}"
     if key.low is not None:
-        text = f"{_TYPE_NAMES[key.type]} in {key.low:g}..{key.high:g}"
+        text = f"{_TYPE_NAMES[key.type]} in {_bound(key.low)}..{_bound(key.high)}"
         return text + ' or "auto"' if key.auto else text
     return _TYPE_NAMES[key.type]
 
 
 def _check_value(where: str, key: Key, value: Any) -> Any:
     def fail() -> ConfigError:
-        return ConfigError(f"{where} = {value!r} is invalid: expected {_describe(key)}")
+        return ConfigError(f"{where} = {value!r} is invalid: expected {describe_key(key)}")
 
     if key.auto and value == "auto":
         return value
@@ -260,6 +267,10 @@ def _check_relations(config: Config) -> None:
     if data["dataset"] in ("mnist", "nmnist") and not data["path"]:
         raise ConfigError(f"[data] path is empty but dataset {data['dataset']!r} reads files; "
                           f"set [data] path to the folder that holds them")
+    if data["dataset"] in ("mnist", "nmnist") and not Path(data["path"]).is_dir():
+        raise ConfigError(f"[data] path = {data['path']!r} is not a folder (relative paths start "
+                          f"at the working directory); set it to the folder with the "
+                          f"{data['dataset']} files")
     if not net["hidden"]:
         raise ConfigError("[network] hidden = [] is invalid: at least one hidden layer is required")
     if es["min_steps"] != "auto" and es["min_steps"] > net["timesteps"]:
@@ -268,7 +279,8 @@ def _check_relations(config: Config) -> None:
     spiking = len(net["hidden"]) + (1 if net["readout"] == "spike_count" else 0)
     if net["thresholds"] and len(net["thresholds"]) != spiking:
         raise ConfigError(f"[network] thresholds lists {len(net['thresholds'])} values but the "
-                          f"network has {spiking} spiking layers")
+                          f"network has {spiking} spiking layer(s); give one threshold per hidden "
+                          f"layer, plus one for the output layer when readout = 'spike_count'")
     theta_max = (1 << (net["membrane_bits"] - 1)) - 1
     for theta in net["thresholds"]:
         if theta > theta_max:

@@ -35,6 +35,11 @@ def test_shipped_configs_are_valid(name):
     ({"data": {"dataset": "mnist"}}, "[data] path is empty but dataset 'mnist' reads files"),
     ({"training": {"keep_fraction": 1.5}}, "[training] keep_fraction = 1.5 is invalid: expected a number in 0.01..1"),
     ({"board": {"allow_timing_failure": 1}}, "[board] allow_timing_failure = 1 is invalid"),
+    ({"board": {"name": "icebraker"}}, "[board] name = 'icebraker' is invalid: expected one of 'icebreaker'"),
+    ({"network": {"thresholds": [-3]}}, "expected a list of integers in 1..8388607"),
+    ({"network": {"thresholds": [15, 15]}}, "network has 1 spiking layer(s); give one threshold per"),
+    ({"data": {"dataset": "nmnist", "path": "/nonexistent/nmnist"}},
+     "[data] path = '/nonexistent/nmnist' is not a folder"),
 ])
 def test_bad_values_are_named(document, message):
     with pytest.raises(ConfigError) as info:
