@@ -62,11 +62,11 @@ class TrainConfig:
 
     The defaults are tuned for PRIME on the 8x8 digits with a 64-128-10 network (16 timesteps,
     4-bit weights and inputs); see the fields for what each one sets. Among about 20 settings
-    they had the best mean validation accuracy (of the epoch ``keep_best`` returns) over split
-    seeds 0 to 3: Adam with learning rate 0.03, logit scale 0.5 and label smoothing 0.1
+    they had the best validation accuracy (of the epoch ``keep_best`` returns), averaged over
+    four data splits: Adam with learning rate 0.03, logit scale 0.5 and label smoothing 0.1
     reached 98.6%, against 97.5% for the earlier defaults (SGD with learning rate 0.3, logit
     scale 0.3, no smoothing). On the test splits that is 97.3% against 96.3% on average
-    (``python -m sw_model train --seed N``). 100 epochs take about 25 CPU seconds, and 200
+    (``python -m sw_model train --seed N`` for each split). 100 epochs take about 25 CPU seconds, and 200
     epochs gained nothing on test. Parameter averaging, linear warm-up, weighting late steps
     more and random input gain did not help.
 
@@ -129,7 +129,7 @@ class TrainConfig:
 
 
 # Trained-weight baseline: weights in integer units need larger steps than scores. On the digits
-# (64-128-10) these settings had the best mean validation accuracy over split seeds 0 to 3,
+# (64-128-10) these settings had the best validation accuracy averaged over four data splits,
 # 98.3%, among seven settings that included Adam, other logit scales and PRIME's settings.
 BASELINE_CONFIG = TrainConfig(optimizer="sgd", learning_rate=1.0, logit_scale=1.0,
                               label_smoothing=0.0)

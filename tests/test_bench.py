@@ -195,7 +195,7 @@ def _summary_row(lines: list[str], start: str) -> list[str]:
     return [cell.strip() for cell in row.strip("|").split("|")]
 
 
-def test_summary_states_accuracy_and_board_targets():
+def test_summary_states_targets():
     from bench.page import _read_noise, _summary
     from bench.run import TARGETS
 

@@ -7,7 +7,7 @@ from pathlib import Path
 ROOT = Path(__file__).parents[1]
 
 
-def test_run_uses_the_default_config_when_only_options_are_given(tmp_path):
+def test_run_adds_default_config(tmp_path):
     out = tmp_path / "job"
     subprocess.run([str(ROOT / "run"), "--until", "data", "--out", str(out)], cwd=tmp_path,
                    check=True, capture_output=True, text=True, timeout=600)
@@ -16,7 +16,7 @@ def test_run_uses_the_default_config_when_only_options_are_given(tmp_path):
     assert report["stages_run"] == ["data"]
 
 
-def test_run_keeps_a_given_config(tmp_path):
+def test_run_keeps_given_config(tmp_path):
     config = tmp_path / "small.toml"
     config.write_text((ROOT / "configs" / "digits_icebreaker.toml").read_text())
     out = tmp_path / "job"
