@@ -21,6 +21,29 @@ def bits_of(value, count):
     return [bool(value >> i & 1) for i in range(count)]
 
 
+async def send_sample(ctx, dut, x, *, gaps=False):
+    """Send the beats of sample ``x``; with ``gaps``, an idle cycle after every third beat."""
+    for i, value in enumerate(x):
+        ctx.set(dut.beat, 1)
+        ctx.set(dut.beat_last, i == len(x) - 1)
+        ctx.set(dut.beat_data, int(value))
+        await ctx.tick()
+        if gaps and i % 3 == 1:
+            ctx.set(dut.beat, 0)
+            await ctx.tick()
+    ctx.set(dut.beat, 0)
+
+
+async def encode_step(ctx, dut, step):
+    """Pulse ``prepare`` for ``step`` and wait until ``spikes`` shows the result."""
+    ctx.set(dut.prepare, 1)
+    ctx.set(dut.step, step)
+    await ctx.tick()
+    ctx.set(dut.prepare, 0)
+    for _ in range(dut.latency - 1):
+        await ctx.tick()
+
+
 @pytest.mark.parametrize("name", sorted(CASES))
 def test_encoder_matches_spec(name):
     arch = CASES[name]
@@ -32,22 +55,10 @@ def test_encoder_matches_spec(name):
 
     async def testbench(ctx):
         for x in samples:
-            for i, value in enumerate(x):
-                ctx.set(dut.beat, 1)
-                ctx.set(dut.beat_last, i == arch.n_in - 1)
-                ctx.set(dut.beat_data, int(value))
-                await ctx.tick()
-                ctx.set(dut.beat, 0)
-                if i % 3 == 1:
-                    await ctx.tick()  # an idle cycle between beats
+            await send_sample(ctx, dut, x, gaps=True)
             seen.append((x, 0, ctx.get(dut.spikes)))
             for t in range(arch.timesteps - 1):
-                ctx.set(dut.prepare, 1)
-                ctx.set(dut.step, t)
-                await ctx.tick()
-                ctx.set(dut.prepare, 0)
-                for _ in range(dut.latency - 1):
-                    await ctx.tick()
+                await encode_step(ctx, dut, t)
                 seen.append((x, t + 1, ctx.get(dut.spikes)))
 
     sim = Simulator(dut)
@@ -76,18 +87,8 @@ def test_encoder_stop_restarts_sample():
         ctx.set(dut.stop, 1)
         await ctx.tick()
         ctx.set(dut.stop, 0)
-        for i, value in enumerate(x):
-            ctx.set(dut.beat, 1)
-            ctx.set(dut.beat_last, i == arch.n_in - 1)
-            ctx.set(dut.beat_data, int(value))
-            await ctx.tick()
-        ctx.set(dut.beat, 0)
-        ctx.set(dut.prepare, 1)
-        ctx.set(dut.step, 2)
-        await ctx.tick()
-        ctx.set(dut.prepare, 0)
-        for _ in range(dut.latency - 1):
-            await ctx.tick()
+        await send_sample(ctx, dut, x)
+        await encode_step(ctx, dut, 2)
         seen.append(ctx.get(dut.spikes))
 
     sim = Simulator(dut)
@@ -108,12 +109,11 @@ class _Platform:
 
 
 @pytest.mark.parametrize("device, style", [("iCE40UP5K", "block"), ("LFE5U-85F", "distributed")])
-def test_encoder_sample_store_style_per_family(device, style):
+def test_encoder_store_style_per_family(device, style):
     from hdl.synthesis import RDWR_DONT_CARE_PREFIX
 
     module = InputEncoder(CASES["serial_1"]).elaborate(_Platform(device))
     store, _ = module._named_submodules[RDWR_DONT_CARE_PREFIX + "samples"]
     assert store.attrs["ram_style"] == style
-    # Elaborating the whole module marks its parts as used, so no warning fires when they are
-    # collected during a later test.
+    # Building the fragment marks every part as used, so no warning fires at garbage collection.
     Fragment.get(module, _Platform(device))
