@@ -3,9 +3,12 @@
 
 import numpy as np
 import pytest
+from amaranth.sim import Simulator
 
 from hdl.core import Accelerator
-from hdl.sim import random_model, run_core
+from hdl.regs import Control, Register
+from hdl.sim import (random_model, receive_result, run_core, run_simulation, send_sample,
+                     wait_for, write_register)
 from sw_model import golden
 from sw_model.model import Model
 from sw_model.spec import ArchParams, EarlyStopParams, confidence_limit, scale_table
@@ -140,3 +143,31 @@ def test_core_rejects_binary_encoding():
                   thresholds=[1])
     with pytest.raises(ValueError, match="supports only rate encoding"):
         Accelerator(model)
+
+
+def test_core_holds_result_after_handshake():
+    # The UART bridge reads the result outputs after the handshake, while it sends the response,
+    # so they must keep their values through an abort and a partly sent sample.
+    model = make_model("rom_integrate_margin")
+    x = make_samples(model.arch, 2, seed=5)
+    dut = Accelerator(model)
+    held = []
+
+    async def testbench(ctx):
+        await wait_for(ctx, dut.in_ready)
+        await send_sample(ctx, dut, x[0])
+        result = await receive_result(ctx, dut)
+        await ctx.tick().repeat(20)
+        await write_register(ctx, dut, int(Register.CONTROL), int(Control.ABORT))
+        await send_sample(ctx, dut, x[1][:-1])
+        held.append((result, ctx.get(dut.out_class), ctx.get(dut.out_steps),
+                     ctx.get(dut.out_cycles)))
+
+    sim = Simulator(dut)
+    sim.add_clock(1e-6)
+    sim.add_testbench(testbench)
+    run_simulation(sim, "result_hold")
+    result, out_class, out_steps, out_cycles = held[0]
+    assert out_class == result.out_class
+    assert out_steps == result.steps
+    assert out_cycles == result.cycles
